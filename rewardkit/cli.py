@@ -1,0 +1,271 @@
+"""`rewardkit` command line: a table from subcommand to function.
+
+Exit codes: 0 success, 2 usage or data error (one clear message on stderr, no traceback), 1 an
+internal error (a bug: the traceback is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import TrainConfig, UsageError, build_config, field_type, flag
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-init notices, hub hints) out of the user's terminal."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per config field, help text from the field's documentation."""
+    for f in dataclasses.fields(cls):
+        kind = field_type(cls, f)
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if kind is bool:
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=f"{help_text} (default: {default})")
+        else:
+            parser.add_argument(flag(f.name), type=str, default=argparse.SUPPRESS,
+                                choices=f.metadata.get("choices"), metavar=f.name.upper(),
+                                help=f"{help_text} (default: {default})")
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _print_metrics(m: dict[str, Any], title: str) -> None:
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    print(title)
+    keys = ["accuracy", "pairs", "mean_margin", "median_margin", "loss", "ece", "brier",
+            "chosen_reward_mean", "rejected_reward_mean", "chosen_longer_rate", "prefers_longer_rate",
+            "accuracy_chosen_longer", "accuracy_chosen_not_longer"]
+    for k in keys:
+        if k in m:
+            print(f"  {k:<28} {fmt(m[k])}")
+    for name, s in (m.get("subsets") or {}).items():
+        print(f"  subset {name:<21} {s['accuracy']:.4f} ({s['pairs']} pairs)")
+    for name, v in (m.get("sections") or {}).items():
+        print(f"  section {name:<20} {v:.4f}")
+
+
+# --------------------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = build_config(TrainConfig, args.config, _overrides(args, TrainConfig))
+    _quiet_libraries()
+    from .train import train
+
+    result = train(cfg, log=lambda msg: print(msg, file=sys.stderr))
+    if result.eval_metrics:
+        _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
+    print(f"trained {result.steps} steps on {result.pairs_seen} comparisons in {result.seconds:.0f}s; "
+          f"{result.truncated} truncated, 0 dropped")
+    print(f"model saved to {result.output_dir}")
+    return 0
+
+
+def _load_scorer(model_dir: str, max_length: int | None = None) -> Any:
+    _quiet_libraries()
+    from .model import RewardModel
+
+    return RewardModel.from_pretrained(model_dir, max_length=max_length)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import describe_problems, load_comparisons
+    from .evaluate import pair_metrics, pairs_of
+
+    if not Path(args.model_dir).is_dir():
+        raise UsageError(f"MODEL_DIR: {args.model_dir} is not a directory")
+    loaded = load_comparisons(args.data, args.format, args.skip_invalid)
+    if loaded.problems:
+        print(describe_problems(loaded.problems, args.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
+    sections = None
+    if args.sections:
+        try:
+            sections = json.loads(Path(args.sections).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"--sections: cannot read {args.sections}: {e}") from None
+    rm = _load_scorer(args.model_dir, args.max_length)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(loaded.comparisons), desc="score", disable=args.json, unit="cmp") as bar:
+        rewards = rm.score_comparisons(loaded.comparisons, args.batch_size, bar)
+    metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
+    metrics["skipped"] = len(loaded.problems)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        _print_metrics(metrics, f"{args.data} ({metrics['pairs']} pairs):")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data import RecordError, iter_rows, parse_record
+
+    rows = list(iter_rows(args.input)) if Path(args.input).is_file() else None
+    if rows is None:
+        raise UsageError(f"INPUT: no such file: {args.input}")
+    jobs: list[tuple[str, Any]] = []  # (kind, payload) per record, in order
+    problems = []
+    for where, raw in rows:
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            if isinstance(raw, dict) and "response" in raw and "chosen" not in raw:
+                prompt, response = raw.get("prompt"), raw.get("response")
+                for name, v in (("prompt", prompt), ("response", response)):
+                    if not isinstance(v, (str, list)) or not v:
+                        raise RecordError(f"field '{name}' must be a non-empty string or message list")
+                jobs.append(("single", (prompt, response)))
+            else:
+                comps = parse_record(raw, "auto", where)
+                if len(comps) != 1:
+                    raise RecordError("score takes one comparison per record (unwrap LMFlow 'instances' first)")
+                jobs.append(("group", comps[0]))
+        except RecordError as e:
+            problems.append(f"{where}: {e}")
+    if problems:
+        more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise UsageError(f"{len(problems)} invalid record(s) in {args.input}:\n  " + "\n  ".join(problems[:5]) + more)
+
+    rm = _load_scorer(args.model_dir, args.max_length)
+    encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, p in jobs]
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(encoded), desc="score", unit="rec", disable=args.output is None) as bar:
+        rewards = rm.rewards_for(encoded, args.batch_size, bar)
+    if args.normalize:
+        rewards = [rm.normalize(r) for r in rewards]
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        for (where, raw), (kind, payload), r in zip(rows, jobs, rewards):
+            rec = dict(raw)
+            if kind == "single":
+                rec["reward"] = r[0]
+            elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):
+                rec["chosen_reward"], rec["rejected_reward"] = r
+            else:
+                rec["rewards"] = r  # rankings: best first, in the order of the ranking
+            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"scored {len(jobs)} records -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data import load_comparisons
+    from .stats import data_report, print_report
+
+    loaded = load_comparisons(args.file, args.format, skip_invalid=True)
+    report = data_report(loaded, args.file)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
+    return 2 if report["invalid"] and args.strict else 0
+
+
+# --------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a reward model (no arguments: the quickstart)",
+                       description="Train a reward model. With no arguments: MiniLM-L6 on the bundled "
+                                   "hh-rlhf sample. Every option can also be set in --config FILE.yaml.")
+    p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
+    _add_config_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, margins, calibration and length bias on preference data",
+                       description="Evaluate a trained reward model on preference data.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA", help="preference file or HF dataset id")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--format", default="auto", choices=["auto", "explicit", "implicit", "conversational", "rankings"])
+    p.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
+    p.add_argument("--sections", metavar="FILE",
+                   help='JSON {section: {subset: weight}} for RewardBench-style section scores')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("score", help="add rewards to every record of a file",
+                       description="Score records: {prompt, response} gets 'reward'; pairs get "
+                                   "'chosen_reward' and 'rejected_reward'; rankings get 'rewards'.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("-o", "--output", metavar="OUTPUT", help="JSONL output file (default: stdout)")
+    p.add_argument("--normalize", action="store_true", help="(r - mean) / std with the stored statistics")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="inspect preference data", description="Inspect preference data.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    c = data_sub.add_parser("check", help="counts, lengths, duplicates, invalid records",
+                            description="Report counts, length statistics, duplicates, how often the "
+                                        "chosen response is longer, pairs per prompt and invalid records.")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--format", default="auto", choices=["auto", "explicit", "implicit", "conversational", "rankings"])
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--strict", action="store_true", help="exit 2 when any record is invalid")
+    c.set_defaults(func=cmd_data_check)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .data import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, DataError) as e:
+        print(f"rewardkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rewardkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("rewardkit: internal error (the traceback above is a bug report)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
