@@ -1,21 +1,9 @@
-"""rewardkit: train, evaluate and serve reward models for RLHF.
-
-The public names are imported lazily so that `rewardkit --help` does not pay for torch.
-"""
-
-from __future__ import annotations
-
-from typing import Any
+"""rewardkit: train, evaluate and serve reward models for RLHF."""
 
 __version__ = "0.1.0"
+
+from .config import TrainConfig  # noqa: E402
+from .model import RewardModel  # noqa: E402
+from .train import train  # noqa: E402  (the function shadows the submodule name, on purpose)
+
 __all__ = ["RewardModel", "TrainConfig", "train", "__version__"]
-
-_HOMES = {"RewardModel": "model", "TrainConfig": "config", "train": "train"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")

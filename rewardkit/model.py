@@ -96,8 +96,9 @@ def setup_pad_token(model: nn.Module, tokenizer: Any) -> None:
     pad = tokenizer.pad_token_id
     if pad is None or (last_token and pad == tokenizer.eos_token_id):
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(tokenizer))
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        # also covers tokenizers whose declared pad token was appended to the vocabulary on load
+        model.resize_token_embeddings(len(tokenizer))
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
 

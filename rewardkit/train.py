@@ -168,8 +168,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     out = _check_output_dir(cfg) if main else Path(cfg.output_dir)
     set_seed(cfg.seed)
 
+    train_c, eval_c, skipped = _load(cfg, say)  # bad data fails before the model is loaded
     model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout)
-    train_c, eval_c, skipped = _load(cfg, say)
     encoder = make_encoder(model, tokenizer, cfg.max_length)
     train_enc = [encoder.encode(c) for c in tqdm(train_c, desc="tokenize", disable=not main, leave=False)]
     eval_enc = [encoder.encode(c) for c in eval_c]

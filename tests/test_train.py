@@ -1,0 +1,91 @@
+"""End-to-end training on tiny models: data -> training -> export -> scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardkit import RewardModel, TrainConfig, train
+from rewardkit.config import UsageError
+from rewardkit.train import plan_rounds
+
+from conftest import pairs_records, write_jsonl
+
+
+def _cfg(model_dir: Path, data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(model=str(model_dir), train_data=str(data), output_dir=str(out), max_length=64, batch_size=4,
+                eval_batch_size=8, lr=1e-3, epochs=3, eval_split=0.25, precision="fp32", logging_steps=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_decoder_trains_exports_and_scores(llama_dir: Path, pairs_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = train(_cfg(llama_dir, pairs_file, out, eval_steps=3), log=lambda _m: None)
+    assert result.train_comparisons == 18 and result.pairs_seen == 54
+    assert result.eval_metrics["accuracy"] >= 0.8  # polite vs rude is easy
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {x["split"] for x in lines} == {"train", "eval"}
+    assert lines[-1]["split"] == "eval" and lines[-1]["step"] == result.steps
+    train_losses = [x["loss"] for x in lines if x["split"] == "train"]
+    assert train_losses[-1] < train_losses[0]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    meta = json.loads((out / "config.json").read_text())["rewardkit"]
+    assert meta["max_length"] == 64 and meta["normalization"]["std"] > 0
+
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    rec = pairs_records(30)[-1]
+    assert rm.score(rec["prompt"], rec["chosen"]) > rm.score(rec["prompt"], rec["rejected"])
+    assert rm.compare(rec["prompt"], rec["chosen"], rec["rejected"]) > 0.5
+
+
+def test_every_pair_is_trained_even_when_truncated(bert_dir: Path, tmp_path: Path) -> None:
+    long_prompt = " ".join(f"context{i}" for i in range(200))
+    recs = [{"prompt": long_prompt + f" q{i}", "chosen": f"a good answer {i}", "rejected": f"bad {i}"} for i in range(10)]
+    data = write_jsonl(tmp_path / "long.jsonl", recs)
+    messages: list[str] = []
+    result = train(_cfg(bert_dir, data, tmp_path / "out", eval_split=0.0, epochs=1, max_length=32), log=messages.append)
+    assert result.pairs_seen == 10 and result.truncated == 10
+    assert any("10 training and 0 held-out comparisons truncated" in m for m in messages)
+
+
+def test_refuses_to_overwrite_a_trained_model(bert_dir: Path, pairs_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    train(_cfg(bert_dir, pairs_file, out, epochs=1), log=lambda _m: None)
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(UsageError, match="already holds a trained model"):
+        train(_cfg(bert_dir, pairs_file, out, epochs=1), log=lambda _m: None)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_same_seed_same_model(bert_dir: Path, pairs_file: Path, tmp_path: Path) -> None:
+    a = train(_cfg(bert_dir, pairs_file, tmp_path / "a", epochs=1), log=lambda _m: None)
+    b = train(_cfg(bert_dir, pairs_file, tmp_path / "b", epochs=1), log=lambda _m: None)
+    assert a.eval_metrics == b.eval_metrics
+
+
+def test_grad_accum_matches_a_larger_batch_plan() -> None:
+    batches = [[0, 1], [2, 3], [4, 5], [6]]
+    assert plan_rounds(batches, 1) == [[[0, 1]], [[2, 3]], [[4, 5]], [[6]]]
+    # two processes: the short last round is re-dealt so both take a step and nothing is lost
+    rounds = plan_rounds([[0, 1], [2, 3], [4, 5, 6]], 2)
+    assert rounds[0] == [[0, 1], [2, 3]] and sorted(rounds[1][0] + rounds[1][1]) == [4, 5, 6]
+
+
+def test_invalid_config_names_the_flag() -> None:
+    with pytest.raises(UsageError, match="--eval-split"):
+        TrainConfig(eval_split=1.5).validate()
+    with pytest.raises(UsageError, match="--scheduler must be one of"):
+        TrainConfig(scheduler="exp").validate()
+
+
+def test_margin_and_centering_change_training(bert_dir: Path, tmp_path: Path) -> None:
+    recs = [dict(r, margin=2.0) for r in pairs_records(12)]
+    data = write_jsonl(tmp_path / "m.jsonl", recs)
+    plain = train(_cfg(bert_dir, data, tmp_path / "p", epochs=1, use_margin=False), log=lambda _m: None)
+    margin = train(_cfg(bert_dir, data, tmp_path / "m", epochs=1, center_coef=0.1), log=lambda _m: None)
+    assert plain.eval_metrics["mean_margin"] != margin.eval_metrics["mean_margin"]
+    assert torch.isfinite(torch.tensor(margin.eval_metrics["loss"]))
