@@ -55,7 +55,7 @@ class TrainConfig:
         "Comparisons (pairs or rankings) per optimizer micro-batch."))
     eval_batch_size: int = field(default=32, metadata=_help("Comparisons per evaluation batch."))
     grad_accum: int = field(default=1, metadata=_help("Micro-batches accumulated per optimizer step."))
-    lr: float = field(default=5e-5, metadata=_help("Peak AdamW learning rate."))
+    lr: float = field(default=1e-4, metadata=_help("Peak AdamW learning rate."))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
     warmup_ratio: float = field(default=0.05, metadata=_help(
         "Fraction of optimizer steps spent warming the learning rate up from 0."))
