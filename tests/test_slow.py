@@ -23,3 +23,18 @@ def test_minilm_learns_hh_rlhf_preferences(shared_hh: Path, tmp_path: Path) -> N
     assert result.eval_metrics["accuracy"] >= 0.58, result.eval_metrics
     rm = RewardModel.from_pretrained(tmp_path / "out", device="cpu")
     assert rm.meta["normalization"]["count"] == 2 * result.eval_metrics["pairs"]
+
+    # the directory is a plain transformers model giving rewardkit's rewards
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewardkit.data import load_comparisons
+
+    comps = load_comparisons(str(shared_hh)).comparisons[:8]
+    ours = rm.score_batch([c.prompt for c in comps], [c.chosen for c in comps])
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    for c, r in zip(comps, ours):
+        enc = tok(c.prompt, c.chosen, truncation="only_first", max_length=256, return_tensors="pt")
+        with torch.no_grad():
+            assert abs(plain(**enc).logits.item() - r) < 1e-5
