@@ -33,7 +33,7 @@ def test_minilm_learns_hh_rlhf_preferences(shared_hh: Path, tmp_path: Path) -> N
     comps = load_comparisons(str(shared_hh)).comparisons[:8]
     ours = rm.score_batch([c.prompt for c in comps], [c.chosen for c in comps])
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
-    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out", truncation_side="left")  # oldest prompt tokens go
     for c, r in zip(comps, ours):
         enc = tok(c.prompt, c.chosen, truncation="only_first", max_length=256, return_tensors="pt")
         with torch.no_grad():
