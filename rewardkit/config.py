@@ -73,8 +73,10 @@ class TrainConfig:
     center_coef: float = field(default=0.0, metadata=_help(
         "Reward-centering coefficient: adds coef * mean((r_c + r_r)^2) to keep rewards near 0."))
     balance_per_prompt: bool = field(default=False, metadata=_help(
-        "Weight each of a prompt's C(K,2) pairs by 1/C(K,2) so prompts with many responses do not "
-        "dominate (InstructGPT)."))
+        "Keep all comparisons of a prompt in one batch and weight its pairs to sum to 1: 1/C(K,2) each "
+        "for a K-way ranking, 1/n for n pairs sharing a prompt (InstructGPT), so prompts with many "
+        "responses do not dominate. --batch-size then counts prompts. Affects --loss bt; pl already "
+        "has one term per ranking."))
     dropout: bool = field(default=False, metadata=_help(
         "Keep the backbone's dropout. Off by default: dropout adds noise to reward differences."))
     precision: str = field(default="auto", metadata=_help(

@@ -70,7 +70,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  records with margin        {r['with_margin']}")
     if r["subsets"]:
         print(f"  subsets                    {r['subsets']}")
-    print(f"  without a preference       {r['no_preference']} (left out; reasons below)")
+    print(f"  without a preference       {r['no_preference']}{' (left out):' if r['no_preference'] else ''}")
     for line in r["no_preference_records"]:
         print(f"    {line}")
     print(f"  invalid records            {r['invalid']}")
