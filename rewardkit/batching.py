@@ -16,7 +16,10 @@ each prompt carries weight 1 however many responses it has. A prompt is a *group
 each comparison is its own group (a K-way ranking: 1/C(K,2)); ``groups`` puts several comparisons
 of one prompt (pair records sharing a prompt, or the pairs of a rating table) in one group; the
 training planner (`rewardkit.train.plan_training`) keeps a group inside one batch so its weights
-sum to 1.
+sum to 1. Pair records of one prompt are deliberately *not* merged into one K-way ranking: they
+need not form a consistent order, and even when they do, a ranking would add pairs the data never
+stated (a rating table's --min-gap or thresholds exclude some); grouping keeps exactly the given
+pairs at the cost of encoding a response once per pair it appears in.
 
 Rewards come out as a flat vector over responses; Bradley-Terry reads the pair index, Plackett-Luce
 reads the groups. ``reward_row``/``reward_col`` let a future packed layout (several responses per

@@ -411,9 +411,6 @@ def _parse_ranking(rec: dict[str, Any]) -> Comparison:
     return Comparison(prompt=prompt, responses=responses, scores=scores)
 
 
-_VOTES = {"a": "a", "b": "b", "tie": "tie"}
-
-
 def _parse_votes(rec: dict[str, Any]) -> Comparison:
     """A pair judged by several annotators: the majority of a/b votes decides (see module doc)."""
     for name in ("response_a", "response_b"):
@@ -434,8 +431,8 @@ def _parse_votes(rec: dict[str, Any]) -> Comparison:
         raise RecordError('field \'votes\' must be a non-empty list of "a", "b" or "tie"')
     counts = {"a": 0, "b": 0, "tie": 0}
     for i, v in enumerate(votes):
-        vote = _VOTES.get(v.strip().lower()) if isinstance(v, str) else None
-        if vote is None:
+        vote = v.strip().lower() if isinstance(v, str) else None
+        if vote not in counts:
             raise RecordError(f'field \'votes[{i}]\' must be "a", "b" or "tie", got {v!r}')
         counts[vote] += 1
     if counts["a"] == counts["b"]:
