@@ -11,6 +11,16 @@ Worked example, two comparisons, a pair (K=2) and a ranking (K=3), right padding
     pair_worse   [1, 3, 4, 4]
     pair_weight  [1, 1, 1, 1]                      ... or 1/C(K,2) each with balance_per_prompt
 
+Per-prompt balancing (InstructGPT) weights every pair by 1/(pairs of its prompt in the batch), so
+each prompt carries weight 1 however many responses it has. A prompt is a *group*: by default
+each comparison is its own group (a K-way ranking: 1/C(K,2)); ``groups`` puts several comparisons
+of one prompt (pair records sharing a prompt, or the pairs of a rating table) in one group; the
+training planner (`rewardkit.train.plan_training`) keeps a group inside one batch so its weights
+sum to 1. Pair records of one prompt are deliberately *not* merged into one K-way ranking: they
+need not form a consistent order, and even when they do, a ranking would add pairs the data never
+stated (a rating table's --min-gap or thresholds exclude some); grouping keeps exactly the given
+pairs at the cost of encoding a response once per pair it appears in.
+
 Rewards come out as a flat vector over responses; Bradley-Terry reads the pair index, Plackett-Luce
 reads the groups. ``reward_row``/``reward_col`` let a future packed layout (several responses per
 row sharing one prompt) use the same losses unchanged.
@@ -51,8 +61,17 @@ class Batch:
 
 
 def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
-            balance_per_prompt: bool = False, use_margin: bool = True) -> Batch:
-    """Pad every response of ``items`` into one batch and index its comparison pairs."""
+            balance_per_prompt: bool = False, use_margin: bool = True,
+            groups: list[int] | None = None) -> Batch:
+    """Pad every response of ``items`` into one batch and index its comparison pairs.
+
+    ``groups`` (one prompt id per item) only matters with ``balance_per_prompt``: the pairs of all
+    items sharing an id split one unit of weight. Without it every item is its own prompt.
+    """
+    group_of = groups if groups is not None else list(range(len(items)))
+    group_pairs: dict[int, int] = {}
+    for e, g in zip(items, group_of):
+        group_pairs[g] = group_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
     seqs = [s for e in items for s in e.input_ids]
     types = [t for e in items for t in e.token_type_ids] if items[0].token_type_ids is not None else None
     width = max(len(s) for s in seqs)
@@ -72,9 +91,9 @@ def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
 
     better, worse, margin, weight = [], [], [], []
     offset = 0
-    for e in items:
+    for e, g in zip(items, group_of):
         k = len(e.input_ids)
-        n_pairs = k * (k - 1) // 2
+        n_pairs = group_pairs[g]
         for i, j in combinations(range(k), 2):
             better.append(offset + i)
             worse.append(offset + j)

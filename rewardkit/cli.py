@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import TrainConfig, UsageError, build_config, field_type, flag
+from .data import FORMATS
+from .ratings import MODES, RatingOptions
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -177,17 +179,57 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rating_options(args: argparse.Namespace) -> Any:
+    from .ratings import RatingOptions
+
+    return build_config(RatingOptions, None, _overrides(args, RatingOptions))
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from .data import load_comparisons
     from .stats import data_report, print_report
 
-    loaded = load_comparisons(args.file, args.format, skip_invalid=True)
+    loaded = load_comparisons(args.file, args.format, skip_invalid=True, ratings=_rating_options(args))
     report = data_report(loaded, args.file)
     if args.json:
         print(json.dumps(report))
     else:
         print_report(report)
     return 2 if report["invalid"] and args.strict else 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    """Any supported input -> explicit JSONL: pair records and/or ranking records."""
+    import gzip
+
+    from .data import comparison_records, describe_dropped, describe_problems, load_comparisons
+
+    opts = _rating_options(args)
+    fmt = {"auto": "auto", "ratings": "ratings", "rankings": "rankings", "votes": "votes"}[args.from_format]
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise UsageError("-o/--output must differ from INPUT")
+    loaded = load_comparisons(args.input, fmt, args.skip_invalid, ratings=opts)
+    if loaded.problems:
+        print(describe_problems(loaded.problems, args.input) + "\n(skipped: --skip-invalid)", file=sys.stderr)
+    for note in loaded.notes:
+        print(note, file=sys.stderr)
+    if loaded.dropped:
+        print(describe_dropped(loaded.dropped, args.input), file=sys.stderr)
+    records = [r for c in loaded.comparisons for r in comparison_records(c, args.to, opts.margin_scale)]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    try:
+        if args.output.endswith(".gz"):
+            with gzip.open(args.output, "wt", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"-o/--output: cannot write {args.output}: {e.strerror}") from None
+    pairs = sum("chosen" in r for r in records)
+    print(f"wrote {len(records)} records ({pairs} pairs, {len(records) - pairs} rankings) from "
+          f"{loaded.records} input records to {args.output}; {len(loaded.dropped)} without a preference, "
+          f"{len(loaded.problems)} invalid", file=sys.stderr)
+    return 0
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -212,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("data", metavar="DATA", help="preference file or HF dataset id")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    p.add_argument("--format", default="auto", choices=["auto", "explicit", "implicit", "conversational", "rankings"])
+    p.add_argument("--format", default="auto", choices=list(FORMATS))
     p.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
@@ -237,10 +279,30 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Report counts, length statistics, duplicates, how often the "
                                         "chosen response is longer, pairs per prompt and invalid records.")
     c.add_argument("file", metavar="FILE")
-    c.add_argument("--format", default="auto", choices=["auto", "explicit", "implicit", "conversational", "rankings"])
+    c.add_argument("--format", default="auto", choices=list(FORMATS))
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--strict", action="store_true", help="exit 2 when any record is invalid")
+    _add_config_flags(c, RatingOptions)
     c.set_defaults(func=cmd_data_check)
+
+    c = data_sub.add_parser("convert", help="write any preference input as explicit pairs/rankings JSONL",
+                            description="Convert a rating table, rankings, votes or any pair shape into "
+                                        "explicit JSONL: {prompt, chosen, rejected[, margin]} pairs and "
+                                        "{prompt, responses, scores} or {prompt, ranking} rankings. Prompts "
+                                        "and records that give no preference are reported on stderr.")
+    c.add_argument("input", metavar="INPUT")
+    c.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="JSONL file to write (.gz compresses)")
+    c.add_argument("--from", dest="from_format", default="auto", choices=["auto", "ratings", "rankings", "votes"],
+                   help="input shape (default: auto, which detects a rating table from its columns)")
+    c.add_argument("--to", default="auto", choices=["auto", "pairs", "rankings"],
+                   help="auto: 2-response comparisons as pairs, longer ones as rankings; pairs: rankings "
+                        "expanded into all C(K,2) pairs (margin = score gap x --margin-scale); rankings: "
+                        "every comparison as a ranking record")
+    c.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
+    _add_config_flags(c, RatingOptions)
+    c.add_argument("--mode", dest="ratings_mode", default=argparse.SUPPRESS, choices=list(MODES),
+                   help="alias of --ratings-mode")
+    c.set_defaults(func=cmd_data_convert)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
     return parser
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .ratings import RatingOptions, options_from, rating_field
+
 
 class UsageError(Exception):
     """A bad flag, config value or path: reported without a traceback, exit code 2."""
@@ -38,8 +40,9 @@ class TrainConfig:
     eval_split: float = field(default=0.1, metadata=_help(
         "Fraction of prompts held out for evaluation (prompt-disjoint, seeded). 0 disables."))
     format: str = field(default="auto", metadata=_help(
-        "Record shape: auto, explicit, implicit, conversational or rankings (auto detects per record).",
-        choices=["auto", "explicit", "implicit", "conversational", "rankings"]))
+        "Record shape: auto, explicit, implicit, conversational, rankings, votes or ratings (auto detects "
+        "per record, and a rating table from its columns).",
+        choices=["auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings"]))
     skip_invalid: bool = field(default=False, metadata=_help(
         "Skip invalid records (reported with file:line and counted) instead of failing."))
     output_dir: str = field(default="rewardkit-out", metadata=_help(
@@ -70,8 +73,10 @@ class TrainConfig:
     center_coef: float = field(default=0.0, metadata=_help(
         "Reward-centering coefficient: adds coef * mean((r_c + r_r)^2) to keep rewards near 0."))
     balance_per_prompt: bool = field(default=False, metadata=_help(
-        "Weight each of a prompt's C(K,2) pairs by 1/C(K,2) so prompts with many responses do not "
-        "dominate (InstructGPT)."))
+        "Keep all comparisons of a prompt in one batch and weight its pairs to sum to 1: 1/C(K,2) each "
+        "for a K-way ranking, 1/n for n pairs sharing a prompt (InstructGPT), so prompts with many "
+        "responses do not dominate. --batch-size then counts prompts. Affects --loss bt; pl already "
+        "has one term per ranking."))
     dropout: bool = field(default=False, metadata=_help(
         "Keep the backbone's dropout. Off by default: dropout adds noise to reward differences."))
     precision: str = field(default="auto", metadata=_help(
@@ -84,6 +89,18 @@ class TrainConfig:
         "Write a checkpoint every N optimizer steps (0: none)."))
     logging_steps: int = field(default=10, metadata=_help(
         "Write training loss to metrics.jsonl every N optimizer steps."))
+    # Rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions.
+    prompt_column: str | None = rating_field("prompt_column")
+    response_column: str | None = rating_field("response_column")
+    score_column: str | None = rating_field("score_column")
+    ratings_mode: str = rating_field("ratings_mode")
+    hi: float | None = rating_field("hi")
+    lo: float | None = rating_field("lo")
+    min_gap: float = rating_field("min_gap")
+    margin_scale: float = rating_field("margin_scale")
+
+    def rating_options(self) -> RatingOptions:
+        return options_from(self)
 
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value."""
@@ -111,6 +128,7 @@ class TrainConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise UsageError(f"{flag(f.name)} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, f.name)!r})")
+        self.rating_options().validate()
 
 
 def flag(name: str) -> str:

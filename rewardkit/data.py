@@ -6,7 +6,17 @@ the batching, losses and training loop never branch on the data shape.
 
 Nothing is dropped silently: every record that cannot be used becomes a `Problem` naming its file,
 line and reason. By default any problem aborts with `DataError` (exit code 2 in the CLI); with
-``skip_invalid`` the problems are skipped, counted and reported.
+``skip_invalid`` the problems are skipped, counted and reported. Valid records that express no
+preference (annotator votes split evenly, a rated prompt whose answers all tie) are not errors:
+they are left out, counted and reported as `Loaded.dropped`.
+
+Multi-annotator records (``votes``)::
+
+    {"prompt": "...", "response_a": "...", "response_b": "...", "votes": ["a", "b", "a"]}
+
+Each vote is "a", "b" or "tie" (case-insensitive). The majority of the a/b votes decides which
+response is chosen; equal a/b counts (tie votes only abstain) give no preference. Rating tables
+(prompt, response, score rows) are grouped by prompt in `rewardkit.ratings`.
 """
 
 from __future__ import annotations
@@ -14,19 +24,24 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
+import math
 import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from .ratings import RatingOptions
 
 Text = str | list[dict[str, str]]  # plain text, or chat messages [{"role", "content"}]
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 SHOW_PROBLEMS = 5
-FORMATS = ("auto", "explicit", "implicit", "conversational", "rankings")
+FORMATS = ("auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings")
 _ALIASES = {"positive": "chosen", "negative": "rejected", "response_j": "chosen",
             "response_k": "rejected", "question": "prompt", "instruction": "prompt"}
 
@@ -75,10 +90,16 @@ class Loaded:
     comparisons: list[Comparison]
     problems: list[Problem] = field(default_factory=list)
     records: int = 0
+    dropped: list[Problem] = field(default_factory=list)  # valid, but no preference: reported, not fatal
+    notes: list[str] = field(default_factory=list)  # one-line summaries of conversions (rating tables)
 
 
 class RecordError(ValueError):
     """A single record is invalid; the message is the reason."""
+
+
+class NoPreference(RecordError):
+    """A valid record that prefers neither response (e.g. tied votes): counted, never fatal."""
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -259,14 +280,19 @@ def _as_messages(value: Text, role: str = "assistant") -> list[dict[str, str]]:
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool):
         raise RecordError(f"field '{name}' must be a number, got bool")
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    raise RecordError(f"field '{name}' must be a number, got {value!r}")
+    if number is None:
+        raise RecordError(f"field '{name}' must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise RecordError(f"field '{name}' must be a finite number, got {value!r}")
+    return number
 
 
 def _empty_response(r: Text) -> bool:
@@ -292,7 +318,9 @@ def parse_record(raw: Any, fmt: str = "auto", where: str = "") -> list[Compariso
         if alias in rec and canon not in rec:
             rec[canon] = rec.pop(alias)
     if fmt == "auto":
-        if "responses" in rec or "ranking" in rec:
+        if "votes" in rec:
+            fmt = "votes"
+        elif "responses" in rec or "ranking" in rec:
             fmt = "rankings"
         elif isinstance(rec.get("chosen"), list) or isinstance(rec.get("prompt"), list):
             fmt = "conversational"
@@ -304,8 +332,13 @@ def parse_record(raw: Any, fmt: str = "auto", where: str = "") -> list[Compariso
     if subset is not None and not isinstance(subset, str):
         raise RecordError(f"field 'subset' must be a string, got {type(subset).__name__}")
 
+    if fmt == "ratings":
+        raise RecordError("rating-table rows are paired per prompt: load the whole file "
+                          "(load_comparisons, or `rewardkit data convert --from ratings`)")
     if fmt == "rankings":
         comp = _parse_ranking(rec)
+    elif fmt == "votes":
+        comp = _parse_votes(rec)
     else:
         for name in ("chosen", "rejected"):
             if name not in rec:
@@ -336,81 +369,193 @@ def parse_record(raw: Any, fmt: str = "auto", where: str = "") -> list[Compariso
 
 
 def _parse_ranking(rec: dict[str, Any]) -> Comparison:
+    """``{"prompt", "responses", "scores"}`` (any order, higher score better) or
+    ``{"prompt", "ranking"}`` (best first, optionally with ``scores`` in the same order).
+
+    A ranking must be a strict order of K >= 2 distinct responses: ties, duplicates and a score
+    list of another length are errors, not guesses.
+    """
     prompt = _check_text(rec.get("prompt"), "prompt")
-    if "ranking" in rec:
-        responses = rec["ranking"]
-        name = "ranking"
-        scores = None
-    else:
-        responses = rec.get("responses")
-        name = "responses"
-        scores = rec.get("scores")
+    name = "ranking" if "ranking" in rec else "responses"
+    responses = rec.get(name)
+    scores = rec.get("scores")
     if not isinstance(responses, list):
         raise RecordError(f"field '{name}' must be a list of responses")
     if len(responses) < 2:
         raise RecordError(f"field '{name}' needs at least 2 responses, got {len(responses)}")
     responses = [_check_text(r, f"{name}[{i}]") for i, r in enumerate(responses)]
-    keys = [r if isinstance(r, str) else json.dumps(r) for r in responses]
-    if len(set(keys)) != len(keys):
-        raise RecordError(f"field '{name}' has duplicate responses")
-    if name == "responses":
-        if not isinstance(scores, list):
-            raise RecordError("field 'scores' must be a list of numbers, one per response")
-        if len(scores) != len(responses):
-            raise RecordError(f"field 'scores' has {len(scores)} values for {len(responses)} responses")
-        scores = [_number(s, f"scores[{i}]") for i, s in enumerate(scores)]
+    keys = [r if isinstance(r, str) else json.dumps(r, sort_keys=True) for r in responses]
+    dup = next((i for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise RecordError(f"field '{name}' has duplicate responses ({name}[{keys.index(keys[dup])}] "
+                          f"and {name}[{dup}] are identical)")
+    if name == "responses" and scores is None:
+        raise RecordError("field 'scores' is missing: 'responses' needs one score per response "
+                          "(or give an ordered 'ranking', best first)")
+    if scores is None:
+        return Comparison(prompt=prompt, responses=responses)
+    if not isinstance(scores, list):
+        raise RecordError("field 'scores' must be a list of numbers, one per response")
+    if len(scores) != len(responses):
+        raise RecordError(f"field 'scores' has {len(scores)} values for {len(responses)} responses")
+    scores = [_number(s, f"scores[{i}]") for i, s in enumerate(scores)]
+    if name == "ranking":
+        if any(scores[i] < scores[i + 1] for i in range(len(scores) - 1)):
+            raise RecordError("field 'scores' must not increase along 'ranking' (best first)")
+    else:
         order = sorted(range(len(responses)), key=lambda i: -scores[i])
         responses = [responses[i] for i in order]
         scores = [scores[i] for i in order]
-        if any(scores[i] == scores[i + 1] for i in range(len(scores) - 1)):
-            raise RecordError("field 'scores' has ties; a ranking needs a strict order")
+    if any(scores[i] == scores[i + 1] for i in range(len(scores) - 1)):
+        raise RecordError("field 'scores' has ties; a ranking needs a strict order")
     return Comparison(prompt=prompt, responses=responses, scores=scores)
+
+
+def _parse_votes(rec: dict[str, Any]) -> Comparison:
+    """A pair judged by several annotators: the majority of a/b votes decides (see module doc)."""
+    for name in ("response_a", "response_b"):
+        if name not in rec:
+            present = ", ".join(sorted(rec)) or "none"
+            raise RecordError(f"missing field '{name}' (a 'votes' record needs response_a, response_b "
+                              f"and votes; fields present: {present})")
+    a = _check_text(rec["response_a"], "response_a")
+    b = _check_text(rec["response_b"], "response_b")
+    if "prompt" in rec:
+        prompt = _check_text(rec["prompt"], "prompt")
+    else:
+        prompt, a, b = _shared_prompt(a, b)
+    if a == b:
+        raise RecordError("response_a and response_b are identical")
+    votes = rec["votes"]
+    if not isinstance(votes, list) or not votes:
+        raise RecordError('field \'votes\' must be a non-empty list of "a", "b" or "tie"')
+    counts = {"a": 0, "b": 0, "tie": 0}
+    for i, v in enumerate(votes):
+        vote = v.strip().lower() if isinstance(v, str) else None
+        if vote not in counts:
+            raise RecordError(f'field \'votes[{i}]\' must be "a", "b" or "tie", got {v!r}')
+        counts[vote] += 1
+    if counts["a"] == counts["b"]:
+        ties = f", {counts['tie']} tie" if counts["tie"] else ""
+        raise NoPreference(f"votes split {counts['a']} a / {counts['b']} b{ties}: no majority, no pair")
+    if isinstance(prompt, list) or isinstance(a, list) or isinstance(b, list):
+        prompt, a, b = _as_messages(prompt, "user"), _as_messages(a), _as_messages(b)
+    responses = [a, b] if counts["a"] > counts["b"] else [b, a]
+    return Comparison(prompt=prompt, responses=responses)
+
+
+def comparison_records(comp: Comparison, to: str = "auto", margin_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Explicit JSON records for one comparison, in shapes every loader here reads back.
+
+    ``to="auto"``: K = 2 -> one pair, K > 2 -> one ranking; ``"pairs"``: all C(K,2) pairs, best
+    first, margin = score gap x ``margin_scale`` when the ranking has scores; ``"rankings"``: one
+    ranking record (``responses`` + ``scores`` when scored, else an ordered ``ranking``).
+    """
+    extra = {"subset": comp.subset} if comp.subset is not None else {}
+    k = len(comp.responses)
+    if to == "rankings" or (to == "auto" and k > 2):
+        if comp.scores is not None:
+            return [{"prompt": comp.prompt, "responses": comp.responses, "scores": comp.scores, **extra}]
+        return [{"prompt": comp.prompt, "ranking": comp.responses, **extra}]
+    out = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            rec: dict[str, Any] = {"prompt": comp.prompt, "chosen": comp.responses[i],
+                                   "rejected": comp.responses[j]}
+            if comp.scores is not None:
+                if margin_scale:
+                    rec["margin"] = (comp.scores[i] - comp.scores[j]) * margin_scale
+            elif comp.margin is not None and k == 2:
+                rec["margin"] = comp.margin
+            out.append({**rec, **extra})
+    return out
 
 
 # --------------------------------------------------------------------------------------- loading
 
 _KNOWN_COLUMNS = {"prompt", "chosen", "rejected", "positive", "negative", "question", "instruction",
-                  "response_j", "response_k", "margin", "subset", "responses", "scores", "ranking"}
+                  "response_j", "response_k", "margin", "subset", "responses", "scores", "ranking",
+                  "response_a", "response_b", "votes"}
 
 
-def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False) -> Loaded:
+def _peek_columns(rows: Iterator[tuple[str, Any]]) -> tuple[list[str] | None, Iterator[tuple[str, Any]]]:
+    """The keys of the first readable row, and an iterator that still yields every row."""
+    seen: list[tuple[str, Any]] = []
+    columns = None
+    for item in rows:
+        seen.append(item)
+        if isinstance(item[1], dict):
+            columns = list(item[1])
+            break
+    return columns, itertools.chain(seen, rows)
+
+
+def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
+                     ratings: "RatingOptions | None" = None) -> Loaded:
     """Load a preference file or HF dataset id into comparisons.
 
-    Raises DataError listing the first few problems unless ``skip_invalid``.
+    ``fmt="ratings"``, or ``"auto"`` on a table whose first row has prompt, response and score
+    columns (and no comparison columns), reads a rating table and pairs it per prompt with
+    ``ratings`` options (`rewardkit.ratings`). Raises DataError listing the first few problems
+    unless ``skip_invalid``.
     """
+    from .ratings import RatingOptions, load_ratings, looks_like_ratings
+
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    opts = ratings or RatingOptions()
     path = Path(source)
     if path.exists():
         if path.is_dir():
             raise DataError(f"{path}: is a directory, expected a data file")
         header = csv_header(path)
-        if header is not None and not ({"chosen", "rejected"} <= {_ALIASES.get(h, h) for h in header}):
-            raise DataError(f"{path}:1: CSV columns {header} do not describe preference pairs: "
-                            "expected 'chosen' and 'rejected' (optionally 'prompt', 'margin', 'subset'); "
-                            "rating tables go through `rewardkit data convert --from ratings`")
+        is_pairs = header is not None and {"chosen", "rejected"} <= {_ALIASES.get(h, h) for h in header}
+        if header is not None and not is_pairs and fmt != "ratings" and not looks_like_ratings(header, opts):
+            raise DataError(f"{path}:1: CSV columns {header} describe neither preference pairs "
+                            "('chosen' and 'rejected', optionally 'prompt', 'margin', 'subset') nor a rating "
+                            "table (prompt/question, response/answer and score/rating/feedback columns; "
+                            "name others with --prompt-column, --response-column, --score-column)")
         rows = iter_rows(path)
     elif re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", source):
         rows = _iter_hub(source)
     else:
         raise DataError(f"{source}: no such file")
 
-    out = Loaded(comparisons=[])
-    for where, raw in rows:
-        out.records += 1
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            out.comparisons.extend(parse_record(raw, fmt, where))
-        except RecordError as e:
-            out.problems.append(Problem(where, str(e)))
+    if fmt == "auto":
+        columns, rows = _peek_columns(rows)
+        if columns is not None and looks_like_ratings(columns, opts):
+            fmt = "ratings"
+    if fmt == "ratings":
+        out = load_ratings(rows, source, opts)
+    else:
+        out = Loaded(comparisons=[])
+        for where, raw in rows:
+            out.records += 1
+            try:
+                if isinstance(raw, RecordError):
+                    raise raw
+                out.comparisons.extend(parse_record(raw, fmt, where))
+            except NoPreference as e:
+                out.dropped.append(Problem(where, str(e)))
+            except RecordError as e:
+                out.problems.append(Problem(where, str(e)))
     if out.problems and not skip_invalid:
         raise DataError(describe_problems(out.problems, source) +
                         "\n(use --skip-invalid to skip these records and train on the rest)")
     if not out.comparisons:
         raise DataError(f"{source}: no usable preference records"
-                        + (f"\n{describe_problems(out.problems, source)}" if out.problems else ""))
+                        + (f"\n{describe_problems(out.problems, source)}" if out.problems else "")
+                        + (f"\n{describe_dropped(out.dropped, source)}" if out.dropped else ""))
     return out
+
+
+def describe_dropped(dropped: list[Problem], source: str) -> str:
+    """Valid records or prompts that gave no preference (not errors), first few with reasons."""
+    lines = [f"{len(dropped)} record(s)/prompt(s) in {source} express no preference and were left out:"]
+    lines += [f"  {p}" for p in dropped[:SHOW_PROBLEMS]]
+    if len(dropped) > SHOW_PROBLEMS:
+        lines.append(f"  ... and {len(dropped) - SHOW_PROBLEMS} more")
+    return "\n".join(lines)
 
 
 def describe_problems(problems: list[Problem], source: str) -> str:
@@ -462,6 +607,14 @@ def split_by_prompt(comparisons: list[Comparison], fraction: float, seed: int
         raise DataError(f"cannot split {len(comparisons)} comparisons over {len(keys)} prompts "
                         f"with --eval-split {fraction}: one side would be empty")
     return train, held
+
+
+def group_by_prompt(comparisons: list[Comparison]) -> list[list[int]]:
+    """Indices of the comparisons of each prompt, prompts in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(comparisons):
+        groups.setdefault(c.prompt_key(), []).append(i)
+    return list(groups.values())
 
 
 def bundled_sample() -> str:

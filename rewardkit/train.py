@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .batching import Batch, collate, length_grouped_batches
 from .config import TrainConfig, UsageError, to_dict
-from .data import Comparison, bundled_sample, describe_problems, load_comparisons, split_by_prompt
+from .data import (Comparison, bundled_sample, describe_dropped, describe_problems, group_by_prompt,
+                   load_comparisons, split_by_prompt)
 from .encode import Encoded
 from .evaluate import pair_metrics, pairs_of
 from .losses import bradley_terry, center_penalty, plackett_luce
@@ -89,6 +90,26 @@ def plan_rounds(batches: list[list[int]], world: int) -> list[list[list[int]]]:
     return rounds
 
 
+def plan_training(units: list[list[int]], lengths: list[int], batch_size: int, epochs: float, seed: int,
+                  world: int) -> list[list[list[int]]]:
+    """Every micro-batch of the run: rounds of one batch (comparison indices) per process.
+
+    Batches are made of *units*, ``batch_size`` per batch, and a unit is never split: a unit is one
+    comparison, or with --balance-per-prompt every comparison of one prompt, so that the prompt's
+    pair weights sum to 1 inside its batch. A unit's length is its longest member's.
+    """
+    unit_lengths = [max(lengths[i] for i in u) for u in units]
+    per_epoch = math.ceil(len(units) / batch_size)
+    micro_total = max(1, math.ceil(epochs * per_epoch))
+    batches: list[list[int]] = []
+    epoch = 0
+    while len(batches) < micro_total:
+        batches += length_grouped_batches(unit_lengths, batch_size, seed + epoch)
+        epoch += 1
+    return [[[i for u in batch for i in units[u]] for batch in rnd]
+            for rnd in plan_rounds(batches[:micro_total], world)]
+
+
 class MetricsLog:
     """Append-only ``metrics.jsonl``: one JSON object per logged event."""
 
@@ -103,15 +124,23 @@ class MetricsLog:
 
 def _load(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[list[Comparison], list[Comparison], int]:
     source = cfg.train_data or bundled_sample()
-    loaded = load_comparisons(source, cfg.format, cfg.skip_invalid)
+    loaded = load_comparisons(source, cfg.format, cfg.skip_invalid, cfg.rating_options())
     skipped = len(loaded.problems)
     if skipped:
         log(describe_problems(loaded.problems, source) + "\n(skipped: --skip-invalid)")
+    for note in loaded.notes:
+        log(note)
+    if loaded.dropped:
+        log(describe_dropped(loaded.dropped, source))
     if cfg.eval_data:
-        held = load_comparisons(cfg.eval_data, cfg.format, cfg.skip_invalid)
+        held = load_comparisons(cfg.eval_data, cfg.format, cfg.skip_invalid, cfg.rating_options())
         if held.problems:
             log(describe_problems(held.problems, cfg.eval_data) + "\n(skipped: --skip-invalid)")
             skipped += len(held.problems)
+        for note in held.notes:
+            log(note)
+        if held.dropped:
+            log(describe_dropped(held.dropped, cfg.eval_data))
         return loaded.comparisons, held.comparisons, skipped
     train_c, eval_c = split_by_prompt(loaded.comparisons, cfg.eval_split, cfg.seed)
     return train_c, eval_c, skipped
@@ -180,15 +209,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         f"{truncated} training and {eval_truncated} held-out comparisons truncated to "
         f"--max-length {cfg.max_length} (prompt start dropped, responses kept)")
 
-    lengths = [e.longest for e in train_enc]
-    per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
-    micro_total = max(1, math.ceil(cfg.epochs * per_epoch))
-    batches: list[list[int]] = []
-    epoch = 0
-    while len(batches) < micro_total:
-        batches += length_grouped_batches(lengths, cfg.batch_size, cfg.seed + epoch)
-        epoch += 1
-    rounds = plan_rounds(batches[:micro_total], accelerator.num_processes)
+    units = group_by_prompt(train_c) if cfg.balance_per_prompt else [[i] for i in range(len(train_c))]
+    group_of = [0] * len(train_c)
+    for u, members in enumerate(units):
+        for i in members:
+            group_of[i] = u
+    if cfg.balance_per_prompt:
+        say(f"balance per prompt: {len(units)} prompts, {cfg.batch_size} whole prompts per batch, "
+            "each prompt's pairs weighted to sum to 1")
+    rounds = plan_training(units, [e.longest for e in train_enc], cfg.batch_size, cfg.epochs, cfg.seed,
+                           accelerator.num_processes)
     total_steps = math.ceil(len(rounds) / cfg.grad_accum)
 
     net = RewardNet(model)
@@ -223,7 +253,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         for i, rnd in enumerate(step_rounds):
             mine = rnd[accelerator.process_index]
             batch = collate([train_enc[j] for j in mine], pad_id, balance_per_prompt=cfg.balance_per_prompt,
-                            use_margin=cfg.use_margin).to(accelerator.device)
+                            use_margin=cfg.use_margin, groups=[group_of[j] for j in mine]).to(accelerator.device)
             sync = nullcontext() if i == len(step_rounds) - 1 else accelerator.no_sync(net)
             with sync:
                 rewards = compute_rewards(net, batch)
