@@ -67,7 +67,7 @@ BAD_FILES = {
     "norejected.jsonl": ('{"prompt": "p", "chosen": "a"}\n', ":1: missing field 'rejected'"),
     "emptychosen.jsonl": ('{"prompt": "p", "chosen": "  ", "rejected": "b"}\n', ":1: field 'chosen' is empty"),
     "same.jsonl": ('{"prompt": "p", "chosen": "x", "rejected": "x"}\n', ":1: chosen and rejected are identical"),
-    "columns.csv": ("question,answer,feedback\nq,a,5\n", ":1: CSV columns"),
+    "columns.csv": ("text,label\nhello,1\n", ":1: CSV columns"),
 }
 
 
