@@ -46,10 +46,11 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: 
 
     names = [t.strip() for t in (targets or "all-linear").split(",") if t.strip()]
     target: str | list[str] = names[0] if names == ["all-linear"] else names
-    heads = [h for h in HEAD_NAMES if isinstance(getattr(model, h, None), nn.Module)]
-    fresh = [m for m in getattr(model, "rewardkit_fresh_modules", []) if m not in heads]
+    # peft's SEQ_CLS task adds the `score`/`classifier` head to modules_to_save by itself; other
+    # freshly initialised modules (e.g. DeBERTa's pooler) are added here.
+    fresh = [m for m in getattr(model, "rewardkit_fresh_modules", []) if m not in HEAD_NAMES]
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout,
-                        target_modules=target, modules_to_save=heads + fresh)
+                        target_modules=target, modules_to_save=fresh or None)
     try:
         return get_peft_model(model, config)
     except ValueError as e:

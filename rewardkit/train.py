@@ -196,6 +196,7 @@ def _prepare_output_dir(cfg: TrainConfig, out: Path) -> None:
         if cfg.overwrite:  # stale checkpoints would otherwise mix into this run's --resume
             for _, old in list_checkpoints(out):
                 shutil.rmtree(old)
+            shutil.rmtree(out / "merged", ignore_errors=True)  # an earlier LoRA run's --merge output
         (out / "eval.json").unlink(missing_ok=True)  # the run is unfinished until it is rewritten
     except OSError as e:
         raise UsageError(f"--output-dir: cannot write to {out}: {e.strerror}") from None
