@@ -275,6 +275,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     main = accelerator.is_main_process
     world = accelerator.num_processes
     say = log if main else (lambda _msg: None)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
+        raise UsageError("--grad-accum > 1 is not supported under DeepSpeed (it steps inside backward); "
+                         "use --grad-accum 1 and raise --batch-size or the number of processes")
     out, resume_from = _check_output_dir(cfg)
     saved_state: dict[str, Any] | None = None
     if resume_from is not None:
@@ -401,7 +404,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 running[2] += 1
                 pairs_seen += sum(len(b) for b in rnd)
             # Clipping with an infinite norm still returns the norm: the divergence check needs it.
-            grad_norm = float(accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm or math.inf))
+            # (DeepSpeed clips inside its own step and may report no norm: the loss check remains.)
+            norm = accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm or math.inf)
+            grad_norm = float(norm) if norm is not None else 0.0
             flags = _reduce_sum([float(bad_loss is not None), float(not math.isfinite(grad_norm)),
                                  float(stop.received is not None)], accelerator)
             if flags[0] or flags[1]:

@@ -193,3 +193,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(llama_dir: Path) -> Non
         compute_rewards(net, collate(items, tok.pad_token_id)).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_train_with_gradient_checkpointing_and_lora(tmp_path: Path, llama_dir: Path) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
+    plain = train(_cfg(llama_dir, data, tmp_path / "a", epochs=0.5), log=lambda _m: None)
+    checkpointed = train(_cfg(llama_dir, data, tmp_path / "b", epochs=0.5, gradient_checkpointing=True),
+                         log=lambda _m: None)
+    assert checkpointed.eval_metrics["mean_margin"] == pytest.approx(plain.eval_metrics["mean_margin"], abs=1e-5)
+    assert plain.eval_metrics["mean_margin"] != 0.0
