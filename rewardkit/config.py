@@ -45,7 +45,8 @@ class TrainConfig:
     output_dir: str = field(default="rewardkit-out", metadata=_help(
         "Directory for the trained model, tokenizer, metrics.jsonl and eval results."))
     overwrite: bool = field(default=False, metadata=_help(
-        "Allow writing into an output directory that already holds a trained model."))
+        "Start over in an output directory that already holds a trained model or an unfinished run "
+        "(its checkpoints are deleted)."))
     max_length: int = field(default=512, metadata=_help(
         "Maximum tokens per prompt+response. Longer pairs lose their oldest prompt tokens, never "
         "the response's end, and are never dropped."))

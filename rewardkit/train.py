@@ -163,17 +163,21 @@ def _check_output_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
         raise UsageError(f"--output-dir: {out} exists and is not a directory")
     checkpoints = list_checkpoints(out)
     finished = (out / "eval.json").is_file() or (out / "config.json").is_file() or is_adapter_dir(out)
+    has_run = finished or bool(checkpoints) or (out / "metrics.jsonl").is_file()
     resume_from: Path | None = None
     if cfg.resume and cfg.resume != "latest":
         resume_from = Path(cfg.resume)
         if not (resume_from / STATE_FILE).is_file():
             raise UsageError(f"--resume: {resume_from} is not a complete rewardkit checkpoint (no {STATE_FILE})")
+        if has_run and resume_from.resolve().parent != out.resolve():
+            raise UsageError(f"--output-dir: {out} already holds another run; to continue {resume_from} "
+                             "there, choose an empty --output-dir")
     elif cfg.resume:
         if (out / "eval.json").is_file():
             raise UsageError(f"--resume: {out} holds a finished run; nothing to resume "
                              "(pass --overwrite instead of --resume to train again)")
         resume_from = latest_checkpoint(out)
-    elif not cfg.overwrite and (finished or checkpoints or (out / "metrics.jsonl").is_file()):
+    elif not cfg.overwrite and has_run:
         if checkpoints and not (out / "eval.json").is_file():
             what = f"an unfinished run (newest checkpoint {checkpoints[-1][1].name}); pass --resume to continue it,"
         elif finished:
