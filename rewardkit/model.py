@@ -9,6 +9,7 @@ Any ``AutoModelForSequenceClassification`` works with ``num_labels=1``. Two pool
 
 The saved directory is a plain transformers model (safetensors) plus tokenizer; rewardkit's own
 settings live under ``config.rewardkit`` so the scorer renders text exactly as training did.
+LoRA runs save a peft adapter directory instead (`lora.py`); `RewardModel.from_pretrained` loads both.
 """
 
 from __future__ import annotations
