@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -259,10 +258,8 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path: Path, llama_dir: Path,
 
 
 def test_resume_flag_parses_bare_and_with_path() -> None:
-    from rewardkit.cli import build_parser
+    from rewardkit.cli import _overrides, build_parser
     from rewardkit.config import build_config
-
-    from rewardkit.cli import _overrides
 
     parser = build_parser()
     bare = parser.parse_args(["train", "--resume"])

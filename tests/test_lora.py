@@ -12,7 +12,7 @@ from conftest import pairs_records, write_jsonl
 from rewardkit.batching import collate
 from rewardkit.config import TrainConfig, UsageError
 from rewardkit.data import Comparison
-from rewardkit.lora import apply_lora, load_adapter, merge_adapter, save_adapter
+from rewardkit.lora import apply_lora, merge_adapter, save_adapter
 from rewardkit.model import RewardModel, RewardNet, compute_rewards, load_backbone, make_encoder
 from rewardkit.train import train
 
