@@ -43,9 +43,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=f"{help_text} (default: {default})")
         else:
+            optional = {"nargs": "?", "const": f.metadata["const"]} if "const" in f.metadata else {}
             parser.add_argument(flag(f.name), type=str, default=argparse.SUPPRESS,
-                                choices=f.metadata.get("choices"), metavar=f.name.upper(),
-                                help=f"{help_text} (default: {default})")
+                                choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar", f.name.upper()),
+                                help=f"{help_text} (default: {default})", **optional)
 
 
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -79,11 +80,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     result = train(cfg, log=lambda msg: print(msg, file=sys.stderr))
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
+        return 0
     if result.eval_metrics:
         _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
     print(f"trained {result.steps} steps on {result.pairs_seen} comparisons in {result.seconds:.0f}s; "
           f"{result.truncated} truncated, 0 dropped")
     print(f"model saved to {result.output_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from .export import export
+
+    out = export(args.source, args.output, merge=args.merge, overwrite=args.overwrite)
+    print(f"exported {args.source} -> {out}")
     return 0
 
 
@@ -273,6 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("export", help="turn a checkpoint or LoRA adapter into a loadable model",
+                       description="Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a model "
+                                   "directory, or merge a LoRA adapter into plain transformers weights.")
+    p.add_argument("source", metavar="CKPT_OR_ADAPTER_DIR")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="directory to write")
+    p.add_argument("--merge", action="store_true",
+                   help="LoRA: fold the adapter into the base weights (loads without peft)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("data", help="inspect preference data", description="Inspect preference data.")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     c = data_sub.add_parser("check", help="counts, lengths, duplicates, invalid records",
@@ -313,10 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .checkpoint import TrainingInterrupted
     from .data import DataError
 
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as e:
+        print(f"rewardkit: {e}", file=sys.stderr)
+        return e.exit_code
     except (UsageError, DataError) as e:
         print(f"rewardkit: error: {e}", file=sys.stderr)
         return 2

@@ -48,7 +48,8 @@ class TrainConfig:
     output_dir: str = field(default="rewardkit-out", metadata=_help(
         "Directory for the trained model, tokenizer, metrics.jsonl and eval results."))
     overwrite: bool = field(default=False, metadata=_help(
-        "Allow writing into an output directory that already holds a trained model."))
+        "Start over in an output directory that already holds a trained model or an unfinished run "
+        "(its checkpoints are deleted)."))
     max_length: int = field(default=512, metadata=_help(
         "Maximum tokens per prompt+response. Longer pairs lose their oldest prompt tokens, never "
         "the response's end, and are never dropped."))
@@ -86,7 +87,24 @@ class TrainConfig:
     eval_steps: int = field(default=0, metadata=_help(
         "Evaluate every N optimizer steps (0: only at the end)."))
     save_steps: int = field(default=0, metadata=_help(
-        "Write a checkpoint every N optimizer steps (0: none)."))
+        "Write a checkpoint (model, optimizer, scheduler, RNG, data position) to "
+        "OUTPUT_DIR/checkpoint-STEP every N optimizer steps (0: only when stopped by SIGINT/SIGTERM)."))
+    save_total_limit: int = field(default=2, metadata=_help(
+        "Keep only the newest N checkpoints (0: keep all)."))
+    resume: str | None = field(default=None, metadata=_help(
+        "Continue a stopped run: from the newest complete checkpoint in --output-dir, or from the "
+        "checkpoint directory PATH. Pairs already seen are skipped; settings must match.",
+        const="latest", metavar="PATH"))
+    lora_r: int = field(default=0, metadata=_help(
+        "LoRA rank (0: train all weights). The score head trains in full and is saved with the adapter."))
+    lora_alpha: float = field(default=0.0, metadata=_help("LoRA scaling alpha (0: 2 * --lora-r)."))
+    lora_dropout: float = field(default=0.0, metadata=_help("Dropout on the LoRA path."))
+    lora_target_modules: str | None = field(default=None, metadata=_help(
+        "Comma-separated module names to adapt (default all-linear: every linear layer but the head)."))
+    merge: bool = field(default=False, metadata=_help(
+        "LoRA runs: also write merged weights that plain transformers loads to OUTPUT_DIR/merged."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help(
+        "Recompute activations in the backward pass: less memory for about a third more compute."))
     logging_steps: int = field(default=10, metadata=_help(
         "Write training loss to metrics.jsonl every N optimizer steps."))
     # Rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions.
@@ -101,6 +119,13 @@ class TrainConfig:
 
     def rating_options(self) -> RatingOptions:
         return options_from(self)
+
+    def __post_init__(self) -> None:
+        # `resume: true` in YAML and bare `--resume` both mean "the newest checkpoint".
+        if isinstance(self.resume, str) and self.resume.lower() in {"true", "yes", "on", "latest"}:
+            self.resume = "latest"
+        elif isinstance(self.resume, str) and self.resume.lower() in {"false", "no", "off", ""}:
+            self.resume = None
 
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value."""
@@ -119,6 +144,12 @@ class TrainConfig:
             (self.eval_steps >= 0, "eval_steps", "must be >= 0"),
             (self.save_steps >= 0, "save_steps", "must be >= 0"),
             (self.logging_steps >= 1, "logging_steps", "must be >= 1"),
+            (self.save_total_limit >= 0, "save_total_limit", "must be >= 0"),
+            (self.lora_r >= 0, "lora_r", "must be >= 0"),
+            (self.lora_alpha >= 0, "lora_alpha", "must be >= 0"),
+            (0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)"),
+            (not self.merge or self.lora_r > 0, "merge", "only applies to LoRA runs (set --lora-r)"),
+            (not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite"),
         ]
         for ok, name, why in checks:
             if not ok:

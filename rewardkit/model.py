@@ -9,6 +9,7 @@ Any ``AutoModelForSequenceClassification`` works with ``num_labels=1``. Two pool
 
 The saved directory is a plain transformers model (safetensors) plus tokenizer; rewardkit's own
 settings live under ``config.rewardkit`` so the scorer renders text exactly as training did.
+LoRA runs save a peft adapter directory instead (`lora.py`); `RewardModel.from_pretrained` loads both.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def default_model_path() -> str:
 
 def uses_last_token(model: nn.Module) -> bool:
     """True for decoder-style heads (``score`` applied per token), False for natively pooled ones."""
-    return isinstance(getattr(unwrap(model), "score", None), nn.Linear)
+    head = getattr(unwrap(model), "score", None)
+    head = getattr(head, "original_module", head)  # peft wraps a trained head in ModulesToSaveWrapper
+    return isinstance(head, nn.Linear)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -64,6 +67,10 @@ def load_backbone(name: str | None, dropout: bool = False) -> tuple[nn.Module, A
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     path = name or default_model_path()
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    if looks_local and not Path(path).expanduser().exists():
+        raise UsageError(f"--model: no such directory: {path}")
+    path = str(Path(path).expanduser()) if looks_local else path
     if not name or Path(path).exists():
         if not Path(path).is_dir():
             raise UsageError(f"--model: {path} is not a model directory")
@@ -76,7 +83,9 @@ def load_backbone(name: str | None, dropout: bool = False) -> tuple[nn.Module, A
         raise UsageError(f"--model: cannot load {path!r}: {str(e).splitlines()[0]}") from None
     if not dropout:
         _disable_dropout(config)
-    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    model, info = AutoModelForSequenceClassification.from_pretrained(path, config=config, output_loading_info=True)
+    # Freshly initialised modules (the new head, sometimes a pooler) must train in full under LoRA.
+    model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     if not dropout:
         for m in model.modules():
             if isinstance(m, nn.Dropout):
@@ -120,6 +129,8 @@ class RewardNet(nn.Module):
         inner = unwrap(model)
         self.last_token = uses_last_token(inner)
         self.pass_positions = _accepts(inner, "position_ids")
+        # FSDP's transformer auto-wrap policy looks for the layer classes here.
+        self._no_split_modules = getattr(inner, "_no_split_modules", None)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 reward_row: torch.Tensor, reward_col: torch.Tensor,
@@ -150,11 +161,16 @@ def make_encoder(model: nn.Module, tokenizer: Any, max_length: int) -> Encoder:
     return Encoder(tokenizer, max_length, pair_template=not uses_last_token(model))
 
 
-def save_model(model: nn.Module, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any]) -> None:
-    """Write safetensors weights, config (with ``rewardkit`` settings) and tokenizer."""
+def save_model(model: nn.Module, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any],
+               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write safetensors weights, config (with ``rewardkit`` settings) and tokenizer.
+
+    ``state_dict`` is the gathered full state for sharded (FSDP/DeepSpeed) runs, whose live
+    modules each hold only a shard.
+    """
     inner = unwrap(model)
     inner.config.rewardkit = meta
-    inner.save_pretrained(str(out_dir), safe_serialization=True)
+    inner.save_pretrained(str(out_dir), safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(str(out_dir))
 
 
@@ -205,12 +221,17 @@ class RewardModel:
                         dtype: torch.dtype | None = None, max_length: int | None = None) -> "RewardModel":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from .lora import is_adapter_dir, load_adapter
+
         p = Path(path)
-        if not (p / "config.json").is_file():
+        if is_adapter_dir(p):
+            model, tokenizer, meta = load_adapter(p)
+        elif not (p / "config.json").is_file():
             raise UsageError(f"{p}: not a model directory (no config.json)")
-        model = AutoModelForSequenceClassification.from_pretrained(str(p))
-        tokenizer = AutoTokenizer.from_pretrained(str(p))
-        meta = dict(getattr(model.config, "rewardkit", None) or {})
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(str(p))
+            tokenizer = AutoTokenizer.from_pretrained(str(p))
+            meta = dict(getattr(model.config, "rewardkit", None) or {})
         if max_length:
             meta["max_length"] = max_length
         return cls(model, tokenizer, device=device, dtype=dtype, meta=meta)
@@ -252,5 +273,10 @@ class RewardModel:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
+    from .lora import META_FILE, is_adapter_dir
+
+    if is_adapter_dir(path):
+        f = Path(path) / META_FILE
+        return json.loads(f.read_text()) if f.is_file() else {}
     cfg = json.loads((Path(path) / "config.json").read_text())
     return cfg.get("rewardkit") or {}
