@@ -193,3 +193,24 @@ def test_train_with_prefix_sharing(llama_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="bidirectional"):
         train(TrainConfig(model=None, train_data=str(data), output_dir=str(tmp_path / "o2"),
                           prefix_sharing="on"), log=lambda m: None)
+
+
+def test_cli_eval_same_metrics_with_and_without_sharing(llama_dir: Path, bert_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rewardkit.cli import main
+
+    model, tok = load_backbone(str(llama_dir))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(10))
+    results = []
+    for mode in ("on", "off"):
+        assert main(["eval", str(tmp_path / "m"), str(data), "--json", "--prefix-sharing", mode]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0]["pairs"] == 10
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert results[0]["mean_margin"] == pytest.approx(results[1]["mean_margin"], abs=1e-4)
+    assert main(["eval", str(bert_dir), str(data), "--json", "--prefix-sharing", "on"]) == 2
+    assert "bidirectional" in capsys.readouterr().err
