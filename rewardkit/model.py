@@ -150,7 +150,9 @@ class RewardNet(nn.Module):
     The reward head runs in fp32 (outside autocast) so bf16 training only rounds the backbone.
     """
 
-    def __init__(self, model: nn.Module, cls_fast_path: bool | None = None):
+    CPU_ROW_CHUNK = 8
+
+    def __init__(self, model: nn.Module, cls_fast_path: bool | None = None, row_chunk: int | None = None):
         super().__init__()
         self.model = model
         inner = unwrap(model)
@@ -158,10 +160,52 @@ class RewardNet(nn.Module):
         self.pass_positions = _accepts(inner, "position_ids")
         # None: decide by a one-off check against the plain forward on the first call
         self.cls_fast = False if not _bert_cls_capable(inner) else cls_fast_path
+        # rows per length-sorted chunk; None: CPU_ROW_CHUNK on CPU, whole batch elsewhere; 0: off
+        self.row_chunk = row_chunk
+
+    def _chunks(self, attention_mask: torch.Tensor) -> list[torch.Tensor] | None:
+        """Length-sorted groups of rows to run separately, each trimmed to its own longest row.
+
+        A batch pads every row to its longest one; the chosen and rejected responses of a pair
+        often differ a lot in length, so after length grouping ~15% of a batch is still padding.
+        Running rows in length-sorted chunks removes most of it. On a CPU, matrix products of 8
+        rows x a few hundred tokens run as fast per token as 32 rows, so this is pure saving; on
+        GPUs big batches matter more and chunking stays off unless asked for.
+        """
+        size = self.row_chunk
+        if size is None:
+            size = self.CPU_ROW_CHUNK if attention_mask.device.type == "cpu" else 0
+        rows = attention_mask.shape[0]
+        if not size or attention_mask.dim() != 2 or rows < 2 * size:
+            return None
+        order = torch.argsort(attention_mask.sum(1), descending=True, stable=True)
+        return list(order.split(size))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 reward_row: torch.Tensor, reward_col: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        chunks = self._chunks(attention_mask)
+        if chunks is None:
+            return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids)
+        local = torch.full((attention_mask.shape[0],), -1, dtype=torch.long, device=reward_row.device)
+        pieces, where = [], []
+        for rows in chunks:
+            sel = torch.isin(reward_row, rows).nonzero().squeeze(1)
+            if sel.numel() == 0:  # no reward is read from these rows: nothing to compute
+                continue
+            cols = attention_mask[rows].any(0).nonzero().squeeze(1)
+            lo, hi = int(cols[0]), int(cols[-1]) + 1
+            local[rows] = torch.arange(len(rows), device=local.device)
+            pieces.append(self._rewards(
+                input_ids[rows, lo:hi], attention_mask[rows, lo:hi], position_ids[rows, lo:hi],
+                local[reward_row[sel]], reward_col[sel] - lo,
+                None if token_type_ids is None else token_type_ids[rows, lo:hi]))
+            where.append(sel)
+        return torch.cat(pieces)[torch.argsort(torch.cat(where))]
+
+    def _rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                 reward_row: torch.Tensor, reward_col: torch.Tensor,
+                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         inner = unwrap(self.model)
         if self.last_token:
             body = getattr(inner, inner.base_model_prefix)

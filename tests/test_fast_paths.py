@@ -106,3 +106,31 @@ def test_fused_adamw_takes_the_same_step() -> None:
     for a, b in zip(w, v):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert fused_adamw_kwargs([torch.zeros(2, dtype=torch.long)]) == {}
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_row_chunks_give_the_same_rewards_and_gradients(family: str, request: pytest.FixtureRequest) -> None:
+    import random
+
+    model, tok = load_backbone(str(request.getfixturevalue(f"{family}_dir")))
+    enc = make_encoder(model, tok, 64)
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over the lazy dog good bad helpful harmful".split()
+    say = lambda n: " ".join(rng.choice(words) for _ in range(n))  # noqa: E731
+    comps = [Comparison(prompt=say(rng.randint(2, 20)), responses=[say(rng.randint(1, 20)) + " a",
+                                                                   say(rng.randint(1, 20)) + " b"])
+             for _ in range(10)]
+    b = collate([enc.encode(c) for c in comps], tok.pad_token_id)
+    whole, chunked = RewardNet(model, row_chunk=0), RewardNet(model, row_chunk=3)
+    assert chunked._chunks(b.attention_mask) is not None and len(chunked._chunks(b.attention_mask)) == 7
+    assert whole._chunks(b.attention_mask) is None
+    r_whole, g_whole = _grads(model, whole, b)
+    r_chunk, g_chunk = _grads(model, chunked, b)
+    torch.testing.assert_close(r_chunk, r_whole, rtol=0, atol=1e-5)
+    for name in g_whole:
+        torch.testing.assert_close(g_chunk[name], g_whole[name], rtol=1e-4, atol=1e-6, msg=name)
+    # rows no reward is read from are skipped, and rewards still come back in response order
+    sub = torch.tensor([5, 0, 7])
+    with torch.no_grad():
+        part = chunked(b.input_ids, b.attention_mask, b.position_ids, sub, b.reward_col[sub], b.token_type_ids)
+    torch.testing.assert_close(part, r_whole[sub], rtol=0, atol=1e-5)
