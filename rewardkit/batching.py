@@ -22,8 +22,20 @@ stated (a rating table's --min-gap or thresholds exclude some); grouping keeps e
 pairs at the cost of encoding a response once per pair it appears in.
 
 Rewards come out as a flat vector over responses; Bradley-Terry reads the pair index, Plackett-Luce
-reads the groups. ``reward_row``/``reward_col`` let a future packed layout (several responses per
-row sharing one prompt) use the same losses unchanged.
+reads the groups. ``reward_row``/``reward_col`` let the packed layout below use the same losses
+unchanged.
+
+Packed layout (prefix sharing, decoders only), same two comparisons, prompt P shared inside each::
+
+    input_ids    row 0 = P0 c0 r0, row 1 = P1 a1 b1 c1     the prompt once per comparison
+    attention    [rows, 1, L, L] boolean: a response token sees its prompt and, causally, its own
+                 response; never a sibling response. Prompt tokens are plainly causal.
+    position_ids each response continues from len(P), as if it followed the prompt alone
+    reward_row   [0, 0, 1, 1, 1]
+    reward_col   [end of c0, end of r0, end of a1, ...]
+
+A causal decoder's states at the response tokens are then exactly those of the unshared rows, so
+each comparison costs prompt + responses tokens instead of K * prompt + responses.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from .encode import Encoded
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # [rows, L]
-    attention_mask: torch.Tensor  # [rows, L]
+    attention_mask: torch.Tensor  # [rows, L] of 0/1, or [rows, 1, L, L] boolean (packed layout)
     token_type_ids: torch.Tensor | None
     position_ids: torch.Tensor  # [rows, L], counts real tokens only, so left padding is harmless
     reward_row: torch.Tensor  # [N]
@@ -63,15 +75,7 @@ class Batch:
 def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
             balance_per_prompt: bool = False, use_margin: bool = True,
             groups: list[int] | None = None) -> Batch:
-    """Pad every response of ``items`` into one batch and index its comparison pairs.
-
-    ``groups`` (one prompt id per item) only matters with ``balance_per_prompt``: the pairs of all
-    items sharing an id split one unit of weight. Without it every item is its own prompt.
-    """
-    group_of = groups if groups is not None else list(range(len(items)))
-    group_pairs: dict[int, int] = {}
-    for e, g in zip(items, group_of):
-        group_pairs[g] = group_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
+    """Pad every response of ``items`` into one batch and index its comparison pairs (see top)."""
     seqs = [s for e in items for s in e.input_ids]
     types = [t for e in items for t in e.token_type_ids] if items[0].token_type_ids is not None else None
     width = max(len(s) for s in seqs)
@@ -89,6 +93,22 @@ def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
             tt[i, start:start + len(s)] = torch.tensor(types[i])
         cols.append(start + len(s) - 1)
 
+    return Batch(input_ids=ids, attention_mask=mask, token_type_ids=tt, position_ids=pos,
+                 reward_row=torch.arange(len(seqs)), reward_col=torch.tensor(cols),
+                 **_pair_index(items, balance_per_prompt, use_margin, groups))
+
+
+def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool,
+                groups: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Group sizes and (better, worse, margin, weight) of every pair, over responses in order.
+
+    ``groups`` (one prompt id per item) only matters with ``balance_per_prompt``: the pairs of all
+    items sharing an id split one unit of weight. Without it every item is its own prompt.
+    """
+    group_of = groups if groups is not None else list(range(len(items)))
+    group_pairs: dict[int, int] = {}
+    for e, g in zip(items, group_of):
+        group_pairs[g] = group_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
     better, worse, margin, weight = [], [], [], []
     offset = 0
     for e, g in zip(items, group_of):
@@ -106,13 +126,59 @@ def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
             margin.append(m)
             weight.append(1.0 / n_pairs if balance_per_prompt else 1.0)
         offset += k
-    return Batch(
-        input_ids=ids, attention_mask=mask, token_type_ids=tt, position_ids=pos,
-        reward_row=torch.arange(len(seqs)), reward_col=torch.tensor(cols),
+    return dict(
         group_sizes=torch.tensor([len(e.input_ids) for e in items]),
         pair_better=torch.tensor(better, dtype=torch.long), pair_worse=torch.tensor(worse, dtype=torch.long),
         pair_margin=torch.tensor(margin, dtype=torch.float32), pair_weight=torch.tensor(weight, dtype=torch.float32),
     )
+
+
+def packed_length(e: Encoded) -> int:
+    """Tokens of ``e`` in the packed layout: the shared prefix once plus every response."""
+    return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
+
+
+def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool = False,
+                   use_margin: bool = True, groups: list[int] | None = None) -> Batch:
+    """One right-padded row per comparison: prompt + response_1 + ... + response_K (see top).
+
+    Only valid for causal decoders: an encoder's prompt tokens attend to the response, so there is
+    no response-independent prompt to share. Raises ValueError when the sequences of a comparison
+    do not actually start with the same ``prompt_len`` tokens.
+    """
+    width = max(packed_length(e) for e in items)
+    rows = len(items)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((rows, width), dtype=torch.long)
+    segment = torch.full((rows, width), -1, dtype=torch.long)  # -1 padding, 0 prompt, k response k
+    reward_row, reward_col = [], []
+    for g, e in enumerate(items):
+        p = e.prompt_len
+        head = e.input_ids[0][:p]
+        ids[g, :p] = torch.tensor(head, dtype=torch.long)
+        pos[g, :p] = torch.arange(p)
+        segment[g, :p] = 0
+        at = p
+        for k, s in enumerate(e.input_ids, start=1):
+            if s[:p] != head:
+                raise ValueError("collate_packed: the responses of a comparison do not share their first "
+                                 f"prompt_len={p} tokens")
+            n = len(s) - p
+            ids[g, at:at + n] = torch.tensor(s[p:], dtype=torch.long)
+            pos[g, at:at + n] = torch.arange(p, p + n)
+            segment[g, at:at + n] = k
+            at += n
+            reward_row.append(g)
+            reward_col.append(at - 1)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    key_seg = segment[:, None, :]
+    query_seg = segment[:, :, None]
+    allowed = causal & (key_seg >= 0) & (query_seg >= 0) & ((key_seg == 0) | (key_seg == query_seg))
+    # padding queries see themselves only: a row with nothing to attend to would give NaN
+    allowed |= torch.eye(width, dtype=torch.bool) & (query_seg < 0)
+    return Batch(input_ids=ids, attention_mask=allowed[:, None], token_type_ids=None, position_ids=pos,
+                 reward_row=torch.tensor(reward_row), reward_col=torch.tensor(reward_col),
+                 **_pair_index(items, balance_per_prompt, use_margin, groups))
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucket_batches: int = 50

@@ -101,11 +101,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_scorer(model_dir: str, max_length: int | None = None) -> Any:
+def _load_scorer(model_dir: str, max_length: int | None = None, prefix_sharing: str = "auto") -> Any:
     _quiet_libraries()
     from .model import RewardModel
 
-    return RewardModel.from_pretrained(model_dir, max_length=max_length)
+    return RewardModel.from_pretrained(model_dir, max_length=max_length, prefix_sharing=prefix_sharing)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -123,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             sections = json.loads(Path(args.sections).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UsageError(f"--sections: cannot read {args.sections}: {e}") from None
-    rm = _load_scorer(args.model_dir, args.max_length)
+    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(loaded.comparisons), desc="score", disable=args.json, unit="cmp") as bar:
@@ -166,7 +166,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise UsageError(f"{len(problems)} invalid record(s) in {args.input}:\n  " + "\n  ".join(problems[:5]) + more)
 
-    rm = _load_scorer(args.model_dir, args.max_length)
+    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing)
     encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, p in jobs]
     from tqdm.auto import tqdm
 
@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
     p.add_argument("--sections", metavar="FILE",
                    help='JSON {section: {subset: weight}} for RewardBench-style section scores')
+    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
+                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("score", help="add rewards to every record of a file",
@@ -283,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT")
     p.add_argument("-o", "--output", metavar="OUTPUT", help="JSONL output file (default: stdout)")
     p.add_argument("--normalize", action="store_true", help="(r - mean) / std with the stored statistics")
+    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
+                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
     p.set_defaults(func=cmd_score)

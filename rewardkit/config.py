@@ -83,6 +83,10 @@ class TrainConfig:
     precision: str = field(default="auto", metadata=_help(
         "auto: bf16 autocast where the hardware supports it, else fp32.",
         choices=["auto", "bf16", "fp32"]))
+    prefix_sharing: str = field(default="auto", metadata=_help(
+        "Encode each comparison's prompt once and let every response attend to it (decoders only; "
+        "same rewards, fewer tokens). auto: on for decoders that pass a startup check; on: fail if "
+        "unsupported; off: one full row per response.", choices=["auto", "on", "off"]))
     seed: int = field(default=0, metadata=_help("Seed for the split, shuffling and initialisation."))
     eval_steps: int = field(default=0, metadata=_help(
         "Evaluate every N optimizer steps (0: only at the end)."))

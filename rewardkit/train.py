@@ -34,10 +34,11 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
-from .batching import Batch, collate, length_grouped_batches
+from .batching import Batch, length_grouped_batches
 from .checkpoint import (STATE_FILE, StopSignals, TrainingDiverged, TrainingInterrupted, all_finite,
                          check_compatible, describe_os_error, latest_checkpoint, list_checkpoints,
                          load_checkpoint, read_state, remove_stale, save_checkpoint, save_trainable_only)
+from .cache import encode_cached
 from .config import TrainConfig, UsageError, to_dict
 from .data import (Comparison, bundled_sample, describe_dropped, describe_problems, group_by_prompt,
                    load_comparisons, split_by_prompt)
@@ -45,7 +46,8 @@ from .encode import Encoded
 from .evaluate import pair_metrics, pairs_of
 from .lora import ADAPTER_CONFIG, META_FILE, apply_lora, is_adapter_dir, merge_adapter, save_adapter
 from .losses import bradley_terry, center_penalty, plackett_luce
-from .model import RewardNet, compute_rewards, load_backbone, make_encoder, save_model, score_encoded
+from .model import (RewardNet, batch_length, collate_for, compute_rewards, load_backbone, make_encoder,
+                    resolve_prefix_sharing, save_model, score_encoded)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class TrainResult:
     eval_metrics: dict[str, Any] | None
     seconds: float
     resumed_from_step: int = 0
+    train_seconds: float = 0.0  # the optimizer loop alone (no loading, tokenizing, evaluation, saving)
 
 
 def resolve_precision(precision: str) -> str:
@@ -123,6 +126,17 @@ def plan_training(units: list[list[int]], lengths: list[int], batch_size: int, e
         epoch += 1
     return [[[i for u in batch for i in units[u]] for batch in rnd]
             for rnd in plan_rounds(batches[:micro_total], world)]
+
+
+def fused_adamw_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
+    """``fused=True`` where torch has a fused AdamW kernel for these parameters (CPU and CUDA floats).
+
+    The default for-loop AdamW launches a dozen elementwise ops per parameter tensor; on a CPU that
+    is a sizeable share of each step for a small model. transformers' Trainer (and so TRL) also
+    uses the fused kernel by default, so this keeps the comparison even. Same update rule.
+    """
+    ok = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return {"fused": True} if ok else {}
 
 
 class MetricsLog:
@@ -236,7 +250,8 @@ def _prepare_output_dir(cfg: TrainConfig, out: Path) -> None:
 
 
 def evaluate_model(net: torch.nn.Module, comps: list[Comparison], encoded: list[Encoded], pad_id: int,
-                   batch_size: int, accelerator: Any) -> tuple[dict[str, Any], list[list[float]]]:
+                   batch_size: int, accelerator: Any, share_prefix: bool = False
+                   ) -> tuple[dict[str, Any], list[list[float]]]:
     """Score the eval set (sharded across processes) and compute metrics on the main process."""
     from accelerate.utils import gather_object
 
@@ -249,7 +264,8 @@ def evaluate_model(net: torch.nn.Module, comps: list[Comparison], encoded: list[
     was_training = net.training
     net.eval()
     with accelerator.autocast():
-        rewards = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device)
+        rewards = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device,
+                                share_prefix=share_prefix)
     net.train(was_training)
     pairs = list(zip(mine, rewards))
     if world > 1:
@@ -329,8 +345,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     train_c, eval_c, skipped = _load(cfg, say)  # bad data fails before the model is loaded
     model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout)
     encoder = make_encoder(model, tokenizer, cfg.max_length)
-    train_enc = [encoder.encode(c) for c in tqdm(train_c, desc="tokenize", disable=not main, leave=False)]
-    eval_enc = [encoder.encode(c) for c in eval_c]
+    train_enc = encode_cached(encoder, train_c, lambda c: tqdm(c, desc="tokenize", disable=not main, leave=False))
+    eval_enc = encode_cached(encoder, eval_c)
+    share = resolve_prefix_sharing(cfg.prefix_sharing, model, tokenizer.pad_token_id, cfg.max_length, say)
     truncated = sum(e.truncated for e in train_enc)
     eval_truncated = sum(e.truncated for e in eval_enc)
     say(f"data: {len(train_enc)} training comparisons, {len(eval_enc)} held out"
@@ -350,7 +367,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.balance_per_prompt:
         say(f"balance per prompt: {len(units)} prompts, {cfg.batch_size} whole prompts per batch, "
             "each prompt's pairs weighted to sum to 1")
-    rounds = plan_training(units, [e.longest for e in train_enc], cfg.batch_size, cfg.epochs, cfg.seed,
+    rounds = plan_training(units, [batch_length(e, share) for e in train_enc], cfg.batch_size, cfg.epochs, cfg.seed,
                            world)
     total_steps = math.ceil(len(rounds) / cfg.grad_accum)
 
@@ -370,7 +387,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                                  **fused_adamw_kwargs(decay + no_decay))
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -398,7 +416,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     def run_eval(step: int) -> dict[str, Any] | None:
         if not eval_enc:
             return None
-        result, _ = evaluate_model(net, eval_c, eval_enc, pad_id, cfg.eval_batch_size, accelerator)
+        result, _ = evaluate_model(net, eval_c, eval_enc, pad_id, cfg.eval_batch_size, accelerator, share)
         metrics.write(split="eval", step=step, **{k: v for k, v in result.items() if not isinstance(v, dict)})
         return result
 
@@ -416,6 +434,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 else "no checkpoint had been written (set --save-steps to keep one)")
 
     bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not main, unit="step")
+    loop_started = time.time()
     with StopSignals() as stop:
         for step in range(start_step, total_steps):
             done = step + 1
@@ -423,9 +442,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             bad_loss: float | None = None
             for i, rnd in enumerate(step_rounds):
                 mine = rnd[accelerator.process_index]
-                batch = collate([train_enc[j] for j in mine], pad_id, balance_per_prompt=cfg.balance_per_prompt,
-                                use_margin=cfg.use_margin, groups=[group_of[j] for j in mine]
-                                ).to(accelerator.device)
+                batch = collate_for([train_enc[j] for j in mine], pad_id, share,
+                                    balance_per_prompt=cfg.balance_per_prompt, use_margin=cfg.use_margin,
+                                    groups=[group_of[j] for j in mine]).to(accelerator.device)
                 sync = nullcontext() if i == len(step_rounds) - 1 else accelerator.no_sync(net)
                 with sync:
                     rewards = compute_rewards(net, batch)
@@ -478,18 +497,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                         f"stopped by {stop.name or 'SIGTERM'} after step {done} of {total_steps}; "
                         f"checkpoint written to {saved}; continue with --resume", 128 + signum)
     bar.close()
+    train_seconds = time.time() - loop_started
 
     final = None
     stats_rewards: list[float] = []
     if eval_enc:
-        final, eval_rewards = evaluate_model(net, eval_c, eval_enc, pad_id, cfg.eval_batch_size, accelerator)
+        final, eval_rewards = evaluate_model(net, eval_c, eval_enc, pad_id, cfg.eval_batch_size, accelerator,
+                                             share)
         metrics.write(split="eval", step=total_steps, **{k: v for k, v in final.items() if not isinstance(v, dict)})
         stats_rewards = [r for rs in eval_rewards for r in rs]
         stats_source = "eval"
     else:
         sample = random.Random(cfg.seed).sample(range(len(train_enc)), min(512, len(train_enc)))
         _, train_rewards = evaluate_model(net, [train_c[i] for i in sample], [train_enc[i] for i in sample],
-                                          pad_id, cfg.eval_batch_size, accelerator)
+                                          pad_id, cfg.eval_batch_size, accelerator, share)
         stats_rewards = [r for rs in train_rewards for r in rs]
         stats_source = "train-sample"
 
@@ -522,7 +543,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             summary = {"steps": total_steps, "pairs_seen": pairs_seen, "train_comparisons": len(train_enc),
                        "truncated": truncated, "eval_truncated": eval_truncated, "skipped": skipped,
-                       "seconds": round(time.time() - started, 1), "eval": final}
+                       "seconds": round(time.time() - started, 1), "train_seconds": round(train_seconds, 1),
+                       "prefix_sharing": share, "eval": final}
             if saved_state is not None:
                 summary["resumed_from_step"] = start_step
             (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: marks the run finished
@@ -532,4 +554,5 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     accelerator.wait_for_everyone()
     return TrainResult(output_dir=str(out), steps=total_steps, pairs_seen=pairs_seen,
                        train_comparisons=len(train_enc), truncated=truncated, skipped=skipped,
-                       eval_metrics=final, seconds=time.time() - started, resumed_from_step=start_step)
+                       eval_metrics=final, seconds=time.time() - started, resumed_from_step=start_step,
+                       train_seconds=train_seconds)

@@ -126,3 +126,12 @@ def shared_hh() -> Path:
     if not SHARED_HH.is_file():
         pytest.skip(f"{SHARED_HH} not present (only in CI and development checkouts)")
     return SHARED_HH
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_encode_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tests never read or write the user's ~/.cache/rewardkit (rewardkit.cache)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("encode-cache")))
+    yield
+    mp.undo()

@@ -196,14 +196,14 @@ def test_training_batches_hold_whole_prompts_with_unit_weight(tmp_path: Path, be
     from rewardkit.config import TrainConfig
 
     seen: list[tuple[list[int], list[int], torch.Tensor]] = []
-    real_collate = train_mod.collate
+    real_collate = train_mod.collate_for
 
-    def spy(items, pad_id, **kw):  # type: ignore[no-untyped-def]
-        batch = real_collate(items, pad_id, **kw)
+    def spy(items, pad_id, share, **kw):  # type: ignore[no-untyped-def]
+        batch = real_collate(items, pad_id, share, **kw)
         seen.append(([len(e.input_ids) for e in items], list(kw["groups"]), batch.pair_weight.clone()))
         return batch
 
-    monkeypatch.setattr(train_mod, "collate", spy)
+    monkeypatch.setattr(train_mod, "collate_for", spy)
     data = write_jsonl(tmp_path / "pairs.jsonl", _shared_prompt_pairs())
     cfg = TrainConfig(model=str(bert_dir), train_data=str(data), eval_split=0.0, batch_size=3, epochs=2,
                       loss="bt", balance_per_prompt=True, output_dir=str(tmp_path / "out"), max_length=64,

@@ -1,0 +1,99 @@
+"""Length-grouped batching changes only which comparisons share a batch, never their rewards.
+
+Padding, batch composition and (for decoders) packing must be invisible in the rewards and the
+per-pair losses; otherwise sorting by length would silently change what is trained.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardkit.batching import collate, length_grouped_batches, packed_length, sorted_batches
+from rewardkit.data import Comparison
+from rewardkit.losses import bradley_terry
+from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
+
+
+def _comparisons(n: int = 24) -> list[Comparison]:
+    rng = random.Random(1)
+    words = "the quick brown fox jumps over the lazy dog good bad helpful harmful answer question".split()
+    out = []
+    for i in range(n):
+        prompt = "Human: " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 40))) + "\n\nAssistant:"
+        resp = [" " + " ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(2)]
+        if resp[0] == resp[1]:
+            resp[1] += " no"
+        out.append(Comparison(prompt=prompt, responses=resp))
+    return out
+
+
+def _pair_losses(net: RewardNet, items: list, batches: list[list[int]], pad_id: int) -> dict[int, tuple]:
+    """(r_chosen, r_rejected, loss) of every comparison, computed inside the given batches."""
+    out = {}
+    with torch.no_grad():
+        for idx in batches:
+            b = collate([items[i] for i in idx], pad_id)
+            r = compute_rewards(net, b)
+            for j, i in enumerate(idx):
+                rc, rr = r[b.pair_better[j]], r[b.pair_worse[j]]
+                loss = bradley_terry(rc[None], rr[None], b.pair_margin[j:j + 1], b.pair_weight[j:j + 1])
+                out[i] = (float(rc), float(rr), float(loss))
+    return out
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_bucketed_and_random_batches_give_the_same_rewards(family: str, request: pytest.FixtureRequest) -> None:
+    model, tok = load_backbone(str(request.getfixturevalue(f"{family}_dir")))
+    model.eval()
+    enc = make_encoder(model, tok, max_length=96)
+    items = [enc.encode(c) for c in _comparisons()]
+    lengths = [e.longest for e in items]
+    assert max(lengths) > 2 * min(lengths)  # random batches really pad
+    net = RewardNet(model)
+    order = list(range(len(items)))
+    random.Random(0).shuffle(order)
+    unbucketed = _pair_losses(net, items, [order[i:i + 8] for i in range(0, len(order), 8)], tok.pad_token_id)
+    bucketed = _pair_losses(net, items, length_grouped_batches(lengths, 8, seed=3, bucket_batches=2),
+                            tok.pad_token_id)
+    alone = _pair_losses(net, items, [[i] for i in range(len(items))], tok.pad_token_id)
+    assert sorted(bucketed) == sorted(unbucketed) == list(range(len(items)))
+    for i in range(len(items)):
+        assert bucketed[i] == pytest.approx(unbucketed[i], abs=1e-5)
+        assert bucketed[i] == pytest.approx(alone[i], abs=1e-5)
+    assert len({round(v[0], 4) for v in alone.values()}) > 1
+
+
+def test_bucketing_pads_less_than_random_batches() -> None:
+    rng = random.Random(0)
+    lengths = [rng.randint(10, 500) for _ in range(400)]
+    grouped = length_grouped_batches(lengths, 16, seed=0)
+    order = list(range(400))
+    rng.shuffle(order)
+    randomly = [order[i:i + 16] for i in range(0, 400, 16)]
+    padded = lambda bs: sum(max(lengths[i] for i in b) * len(b) for b in bs)  # noqa: E731
+    assert padded(grouped) < 0.75 * padded(randomly)
+
+
+def test_length_grouped_batches_use_every_index_once_and_reshuffle() -> None:
+    lengths = [random.Random(i).randint(1, 100) for i in range(103)]
+    a = length_grouped_batches(lengths, 8, seed=0, bucket_batches=4)
+    b = length_grouped_batches(lengths, 8, seed=1, bucket_batches=4)
+    assert sorted(i for x in a for i in x) == list(range(103))
+    assert sorted(i for x in b for i in x) == list(range(103))
+    assert a == length_grouped_batches(lengths, 8, seed=0, bucket_batches=4)
+    assert a != b
+    assert all(len(x) <= 8 for x in a)
+
+
+def test_sorted_batches_longest_first() -> None:
+    assert sorted_batches([3, 9, 1, 7, 5], 2) == [[1, 3], [4, 0], [2]]
+
+
+def test_packed_length_counts_the_prompt_once(llama_dir: Path) -> None:
+    model, tok = load_backbone(str(llama_dir))
+    e = make_encoder(model, tok, 96).encode(_comparisons(1)[0])
+    assert packed_length(e) == sum(len(s) for s in e.input_ids) - e.prompt_len
