@@ -278,6 +278,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                    "truncated": truncated, "eval_truncated": eval_truncated, "skipped": skipped,
                    "seconds": round(time.time() - started, 1), "eval": final}
         (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if final:  # the same report as `rewardkit eval --report`, for the held-out data
+            from .report import write_report
+
+            page = write_report(out / "report", eval_c, eval_rewards, final, title="Held-out evaluation",
+                                details={"model": cfg.model or "bundled MiniLM-L6",
+                                         "held-out data": cfg.eval_data or f"{cfg.eval_split:.0%} of the prompts"})
+            say(f"evaluation report: {page}")
     accelerator.wait_for_everyone()
     return TrainResult(output_dir=str(out), steps=total_steps, pairs_seen=pairs_seen,
                        train_comparisons=len(train_enc), truncated=truncated, skipped=skipped,
