@@ -50,7 +50,8 @@ METRIC_ROWS = [
     ("chosen_reward_std", "chosen reward std", ""),
     ("rejected_reward_mean", "rejected reward mean", ""),
     ("rejected_reward_std", "rejected reward std", ""),
-    ("chosen_longer_rate", "chosen is longer", "share of pairs whose chosen response has more characters (the data's bias)"),
+    ("chosen_longer_rate", "chosen is longer",
+     "share of pairs whose chosen response has more characters (the data's bias)"),
     ("accuracy_chosen_longer", "accuracy, chosen longer", "accuracy on pairs where the chosen response is longer"),
     ("accuracy_chosen_not_longer", "accuracy, chosen not longer", "accuracy on the other pairs"),
     ("prefers_longer_rate", "prefers longer", "among pairs of unequal length, share where the model rewards the longer "
@@ -226,7 +227,7 @@ def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison,
         "rewards.png": "Well-separated humps mean confident, correct rankings; heavy overlap means the model "
                        "barely tells the responses apart. Dashed lines: means.",
         "reliability.png": "Points on the diagonal mean sigmoid(r_a - r_b) can be read as a probability. Below "
-                           "the diagonal on the right: over-confident. Orange bars: the per-bin gaps ECE averages.",
+                           "the diagonal on the right: over-confident. Orange lines: the per-bin gaps ECE averages.",
         "length_bias.png": "Each dot is a pair. A rising fit line means longer responses get higher rewards "
                            "regardless of quality; compare 'prefers longer' with 'chosen is longer'.",
     }

@@ -80,7 +80,8 @@ def check_images(browser: str, page: Path, profile: str) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("report", type=Path, help="report.html written by `rewardkit eval --report`")
-    ap.add_argument("-o", "--output", type=Path, help="screenshot PNG (default: beside the report, report.screenshot.png)")
+    ap.add_argument("-o", "--output", type=Path,
+                    help="screenshot PNG (default: report.screenshot.png beside the report)")
     ap.add_argument("--width", type=int, default=1200)
     ap.add_argument("--height", type=int, default=3000, help="viewport height; the screenshot covers this much")
     ap.add_argument("--expect-images", type=int, default=3)

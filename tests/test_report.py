@@ -177,7 +177,8 @@ def test_cli_eval_report_keeps_stdout_one_json_object(bert_dir: Path, tmp_path: 
     sections = tmp_path / "sections.json"
     sections.write_text(json.dumps({"all": ["a", "b"], "typo": {"c": 1}}))
     capfd.readouterr()
-    rc = main(["eval", str(bert_dir), str(data), "--json", "--report", str(tmp_path / "rep"), "--sections", str(sections)])
+    rc = main(["eval", str(bert_dir), str(data), "--json", "--report", str(tmp_path / "rep"),
+               "--sections", str(sections)])
     out, err = capfd.readouterr()
     assert rc == 0, err
     metrics = json.loads(out)

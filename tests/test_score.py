@@ -77,13 +77,15 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_cli_score_matches_api_score_and_compare(scorer: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     records = mixed_records()
     src = write_jsonl(tmp_path / "in.jsonl", records)
-    rc, _, err = run_cli(["score", str(scorer), str(src), "-o", str(tmp_path / "out.jsonl"), "--batch-size", "3"], capfd)
+    rc, _, err = run_cli(["score", str(scorer), str(src), "-o", str(tmp_path / "out.jsonl"), "--batch-size", "3"],
+                         capfd)
     assert rc == 0, err
     out = read_jsonl(tmp_path / "out.jsonl")
     # every record once, in order, other fields intact
     assert [r["id"] for r in out] == [r["id"] for r in records]
     for raw, got in zip(records, out):
-        assert {k: v for k, v in got.items() if k not in ("reward", "chosen_reward", "rejected_reward", "rewards")} == raw
+        added = ("reward", "chosen_reward", "rejected_reward", "rewards")
+        assert {k: v for k, v in got.items() if k not in added} == raw
 
     rm = RewardModel.from_pretrained(scorer, device="cpu")
     singles = [r for r in out if "response" in r]
