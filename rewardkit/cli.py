@@ -101,16 +101,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_scorer(model_dir: str, max_length: int | None = None, prefix_sharing: str = "auto") -> Any:
+def _load_scorer(model_dir: str, max_length: int | None = None, prefix_sharing: str = "auto",
+                 dtype: str | None = None) -> Any:
     _quiet_libraries()
     from .model import RewardModel
 
-    return RewardModel.from_pretrained(model_dir, max_length=max_length, prefix_sharing=prefix_sharing)
+    return RewardModel.from_pretrained(model_dir, max_length=max_length, prefix_sharing=prefix_sharing,
+                                      dtype=dtype)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import describe_problems, load_comparisons
-    from .evaluate import pair_metrics, pairs_of
+    from .evaluate import check_sections, pair_metrics, pairs_of
 
     if not Path(args.model_dir).is_dir():
         raise UsageError(f"MODEL_DIR: {args.model_dir} is not a directory")
@@ -120,16 +122,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     sections = None
     if args.sections:
         try:
-            sections = json.loads(Path(args.sections).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"--sections: cannot read {args.sections}: {e}") from None
-    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing)
+            sections = check_sections(json.loads(Path(args.sections).read_text()))
+        except (OSError, json.JSONDecodeError, ValueError) as e:
+            raise UsageError(f"--sections: cannot use {args.sections}: {e}") from None
+        present = {c.subset for c in loaded.comparisons}
+        absent = sorted({s for m in sections.values() for s in m} - present)
+        if absent:
+            print(f"rewardkit: note: --sections subsets not in {args.data}: {', '.join(absent)}", file=sys.stderr)
+    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing, args.dtype)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(loaded.comparisons), desc="score", disable=args.json, unit="cmp") as bar:
         rewards = rm.score_comparisons(loaded.comparisons, args.batch_size, bar)
     metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
     metrics["skipped"] = len(loaded.problems)
+    if args.report:
+        from .report import write_report
+
+        page = write_report(args.report, loaded.comparisons, rewards, metrics, title="Reward model evaluation",
+                            details={"model": args.model_dir, "data": args.data})
+        print(f"report: {page}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -166,11 +178,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise UsageError(f"{len(problems)} invalid record(s) in {args.input}:\n  " + "\n  ".join(problems[:5]) + more)
 
-    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing)
+    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing, args.dtype)
     encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, p in jobs]
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(encoded), desc="score", unit="rec", disable=args.output is None) as bar:
+    # stdout carries the records, so the bar (on stderr) shows only where someone watches it
+    with tqdm(total=len(encoded), desc="score", unit="rec",
+              disable=args.output is None and not sys.stderr.isatty()) as bar:
         rewards = rm.rewards_for(encoded, args.batch_size, bar)
     if args.normalize:
         rewards = [rm.normalize(r) for r in rewards]
@@ -182,8 +196,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                 rec["reward"] = r[0]
             elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):
                 rec["chosen_reward"], rec["rejected_reward"] = r
-            else:
-                rec["rewards"] = r  # rankings: best first, in the order of the ranking
+            else:  # rankings: one reward per response, in the record's own order
+                rec["rewards"] = _record_order(raw, r)
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
     finally:
         if args.output:
@@ -197,6 +211,23 @@ def _rating_options(args: argparse.Namespace) -> Any:
     from .ratings import RatingOptions
 
     return build_config(RatingOptions, None, _overrides(args, RatingOptions))
+
+
+def _record_order(raw: dict[str, Any], best_first: list[float]) -> list[float]:
+    """Rewards of a ranking record in the order its ``responses`` list them.
+
+    The loader orders a {responses, scores} record best first (highest score first, ties already
+    rejected); this undoes that so ``rewards[i]`` belongs to ``responses[i]``. An ordered
+    ``ranking`` record is already best first.
+    """
+    scores = raw.get("scores")
+    if "responses" not in raw or not isinstance(scores, list):
+        return best_first
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))  # the loader's order
+    out = [0.0] * len(order)
+    for rank, i in enumerate(order):
+        out[i] = best_first[rank]
+    return out
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -273,7 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
     p.add_argument("--sections", metavar="FILE",
-                   help='JSON {section: {subset: weight}} for RewardBench-style section scores')
+                   help='JSON {section: {subset: weight}} or {section: [subset, ...]} (weights = pair '
+                        'counts) for RewardBench-style section scores')
+    p.add_argument("--report", metavar="DIR",
+                   help="also write DIR/report.html with reward histograms, a reliability diagram and "
+                        "margin vs length plots (PNGs beside it; opens offline)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
     p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
                    help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
     p.set_defaults(func=cmd_eval)
@@ -289,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("export", help="turn a checkpoint or LoRA adapter into a loadable model",

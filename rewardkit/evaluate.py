@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from .data import Comparison, Text
 
 CALIBRATION_BINS = 10
+Sections = dict[str, dict[str, float] | list[str]]  # section -> {subset: weight} or [subset, ...]
 
 
 def sigmoid(x: float) -> float:
@@ -30,33 +31,46 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+def calibration_bin(p: float, bins: int = CALIBRATION_BINS) -> int:
+    """Equal-width bin of a probability; 1.0 falls in the last bin.
+
+    ECE and the reliability diagram both bin through here, so the plot shows exactly the bins the
+    number was computed from.
+    """
+    return min(max(int(p * bins), 0), bins - 1)
+
+
+def reliability(probs: Sequence[float], outcomes: Sequence[int], bins: int = CALIBRATION_BINS
+                ) -> list[dict[str, float]]:
+    """Per non-empty bin: edges, count, mean forecast and observed frequency (the diagram's data)."""
+    sums = [[0.0, 0.0, 0] for _ in range(bins)]
+    for p, y in zip(probs, outcomes):
+        b = calibration_bin(p, bins)
+        sums[b][0] += p
+        sums[b][1] += y
+        sums[b][2] += 1
+    return [{"lo": b / bins, "hi": (b + 1) / bins, "count": c, "forecast": sp / c, "observed": sy / c}
+            for b, (sp, sy, c) in enumerate(sums) if c]
+
+
 def expected_calibration_error(probs: Sequence[float], outcomes: Sequence[int],
                                bins: int = CALIBRATION_BINS) -> float:
     """sum_b |B_b|/n * |mean forecast in b - observed frequency in b|, equal-width bins on [0, 1]."""
     if not probs:
         return float("nan")
-    sums = [[0.0, 0.0, 0] for _ in range(bins)]
-    for p, y in zip(probs, outcomes):
-        b = min(int(p * bins), bins - 1)
-        sums[b][0] += p
-        sums[b][1] += y
-        sums[b][2] += 1
     n = len(probs)
-    return sum(c / n * abs(sp / c - sy / c) for sp, sy, c in sums if c)
+    return sum(r["count"] / n * abs(r["forecast"] - r["observed"]) for r in reliability(probs, outcomes, bins))
 
 
-def reliability(probs: Sequence[float], outcomes: Sequence[int], bins: int = CALIBRATION_BINS
-                ) -> list[dict[str, float]]:
-    """Per-bin mean forecast, observed frequency and count (the reliability diagram's data)."""
-    rows = []
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        sel = [(p, y) for p, y in zip(probs, outcomes) if lo <= p < hi or (b == bins - 1 and p == 1.0)]
-        if sel:
-            rows.append({"lo": lo, "hi": hi, "count": len(sel),
-                         "forecast": sum(p for p, _ in sel) / len(sel),
-                         "observed": sum(y for _, y in sel) / len(sel)})
-    return rows
+def calibration_data(margins: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Forecasts and outcomes for calibration: every pair in both orientations (see module doc)."""
+    probs = [sigmoid(m) for m in margins]
+    return probs + [1.0 - p for p in probs], [1] * len(probs) + [0] * len(probs)
+
+
+def bt_loss(margin: float) -> float:
+    """-log sigmoid(margin), computed without overflow or underflow for any margin."""
+    return math.log1p(math.exp(-margin)) if margin >= 0 else -margin + math.log1p(math.exp(margin))
 
 
 def brier_score(probs_chosen: Sequence[float]) -> float:
@@ -85,7 +99,7 @@ def pairs_of(comps: Sequence[Comparison], rewards: Sequence[Sequence[float]]
     return rows
 
 
-def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: dict[str, dict[str, float]] | None = None
+def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: Sections | None = None
                  ) -> dict[str, Any]:
     """All headline metrics from pair rows with chosen/rejected rewards and lengths."""
     if not rows:
@@ -93,8 +107,7 @@ def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: dict[str, dict
     margins = [r["chosen_reward"] - r["rejected_reward"] for r in rows]
     correct = [m > 0 for m in margins]
     probs = [sigmoid(m) for m in margins]
-    both_p = probs + [1.0 - p for p in probs]
-    both_y = [1] * len(probs) + [0] * len(probs)
+    both_p, both_y = calibration_data(margins)
     chosen_mean, chosen_std = _stats([r["chosen_reward"] for r in rows])
     rejected_mean, rejected_std = _stats([r["rejected_reward"] for r in rows])
     longer = [r["chosen_len"] > r["rejected_len"] for r in rows]
@@ -111,7 +124,7 @@ def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: dict[str, dict
         "pairs": len(rows),
         "mean_margin": statistics.fmean(margins),
         "median_margin": statistics.median(margins),
-        "loss": statistics.fmean(-math.log(max(p, 1e-300)) for p in probs),
+        "loss": statistics.fmean(bt_loss(m) for m in margins),
         "chosen_reward_mean": chosen_mean, "chosen_reward_std": chosen_std,
         "rejected_reward_mean": rejected_mean, "rejected_reward_std": rejected_std,
         "ece": expected_calibration_error(both_p, both_y),
@@ -132,15 +145,38 @@ def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: dict[str, dict
     return out
 
 
-def section_scores(subsets: dict[str, dict[str, float]], sections: dict[str, dict[str, float]]
-                   ) -> dict[str, float]:
+def check_sections(doc: Any) -> Sections:
+    """Validate a section mapping read from JSON; raise ValueError saying what is wrong where.
+
+    Shape: ``{section: {subset: weight}}`` or ``{section: [subset, ...]}`` (list: each subset
+    weighted by its number of pairs, RewardBench's example-count weighting).
+    """
+    if not isinstance(doc, dict) or not doc:
+        raise ValueError("expected a JSON object {section: {subset: weight}} or {section: [subset, ...]}")
+    for name, members in doc.items():
+        if isinstance(members, list):
+            if not members or not all(isinstance(m, str) for m in members):
+                raise ValueError(f"section {name!r}: expected a non-empty list of subset names")
+        elif isinstance(members, dict) and members:
+            for subset, w in members.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 or math.isinf(w):
+                    raise ValueError(f"section {name!r}, subset {subset!r}: weight must be a number >= 0, got {w!r}")
+        else:
+            raise ValueError(f"section {name!r}: expected {{subset: weight}} or [subset, ...], got {members!r}")
+    return doc
+
+
+def section_scores(subsets: dict[str, dict[str, float]], sections: Sections) -> dict[str, float]:
     """RewardBench-style section score: per section, subset accuracies averaged with weights.
 
-    ``sections`` maps section -> {subset: weight}; weights are typically example counts.
+    ``sections`` maps section -> {subset: weight}, or section -> [subset, ...] to weight each
+    subset by its pair count. Subsets absent from the data are left out of the average; a
+    section with none present gets no score.
     """
     out = {}
     for name, members in sections.items():
-        present = {s: w for s, w in members.items() if s in subsets}
+        weights = {s: subsets[s]["pairs"] for s in members if s in subsets} if isinstance(members, list) else members
+        present = {s: w for s, w in weights.items() if s in subsets}
         total = sum(present.values())
         if total:
             out[name] = sum(subsets[s]["accuracy"] * w for s, w in present.items()) / total

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +33,7 @@ from .batching import Batch, collate, collate_packed, packed_length, sorted_batc
 from .config import UsageError
 from .data import Comparison, Text
 from .encode import Encoded, Encoder
+from .evaluate import sigmoid
 
 PAD_TOKEN = "<|pad|>"
 
@@ -445,49 +445,83 @@ def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch
     return out
 
 
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"bf16"``/``"fp16"``/``"fp32"`` (or their torch names, or a torch.dtype) -> torch.dtype.
+
+    None keeps the weights as saved (fp32 for rewardkit's own models).
+    """
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise UsageError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
+
+
 class RewardModel:
     """Score (prompt, response) pairs with a trained reward model.
+
+    Inference only: the model is in eval mode and every forward pass runs under
+    ``torch.inference_mode``. Rewards come back as Python floats computed in fp32 at the head's
+    output, whatever ``dtype`` the weights run in (bf16 halves memory on a GPU).
 
     >>> rm = RewardModel.from_pretrained("rewardkit-out")
     >>> rm.score("How do I boil an egg?", "Simmer it for 8 minutes.")
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 512,
-                 device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                  meta: dict[str, Any] | None = None, prefix_sharing: str = "auto"):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
-        if dtype is not None:
-            self.model = self.model.to(dtype)
+        self.dtype = resolve_dtype(dtype)
+        if self.dtype is not None:
+            self.model = self.model.to(self.dtype)
         self.model.eval()
         self.net = RewardNet(self.model)
         self.tokenizer = tokenizer
+        # Padded positions are masked out and the reward is read at the last real token, so at
+        # inference any id pads safely: a model saved without a pad token still scores.
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
         self.meta = meta or {}
         self.max_length = int(self.meta.get("max_length", max_length))
         self.encoder = make_encoder(model, tokenizer, self.max_length)
-        self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.model, tokenizer.pad_token_id,
+        self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.model, self.pad_id,
                                                    self.max_length)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None,
-                        dtype: torch.dtype | None = None, max_length: int | None = None,
+                        dtype: str | torch.dtype | None = None, max_length: int | None = None,
                         prefix_sharing: str = "auto") -> "RewardModel":
+        """Load a directory written by ``rewardkit train`` (or any 1-label sequence classifier),
+        or a LoRA adapter directory.
+
+        ``dtype``: ``"bf16"``, ``"fp16"``, ``"fp32"`` or a torch.dtype; weights are loaded
+        directly in it, so a bf16 model never holds an fp32 copy in memory.
+        """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from .lora import is_adapter_dir, load_adapter
 
         p = Path(path)
+        want = resolve_dtype(dtype)
         if is_adapter_dir(p):
             model, tokenizer, meta = load_adapter(p)
         elif not (p / "config.json").is_file():
             raise UsageError(f"{p}: not a model directory (no config.json)")
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(str(p))
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(p), **({"dtype": want} if want else {}))
             tokenizer = AutoTokenizer.from_pretrained(str(p))
             meta = dict(getattr(model.config, "rewardkit", None) or {})
         if max_length:
             meta["max_length"] = max_length
-        return cls(model, tokenizer, device=device, dtype=dtype, meta=meta, prefix_sharing=prefix_sharing)
+        return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing)
 
     # ---------------------------------------------------------------- normalisation
     def normalize(self, rewards: list[float]) -> list[float]:
@@ -500,8 +534,9 @@ class RewardModel:
     # ---------------------------------------------------------------- scoring
     def rewards_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                     progress: Any = None) -> list[list[float]]:
-        return score_encoded(self.net, self.tokenizer.pad_token_id, encoded, batch_size, self.device,
-                             progress, share_prefix=self.share_prefix)
+        """Rewards of every response of every encoded comparison, in input order, length-sorted batches."""
+        return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+                             share_prefix=self.share_prefix)
 
     def score_comparisons(self, comps: Sequence[Comparison], batch_size: int = 32,
                           progress: Any = None) -> list[list[float]]:
@@ -509,7 +544,11 @@ class RewardModel:
 
     def score_batch(self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int = 32,
                     normalize: bool = False) -> list[float]:
-        """Rewards for parallel lists of prompts and responses, in input order."""
+        """Rewards for parallel lists of prompts and responses, in input order.
+
+        Inputs are sorted by length into batches of ``batch_size`` (each padded only to its own
+        longest member) and the results put back in input order.
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
@@ -520,9 +559,13 @@ class RewardModel:
         return self.score_batch([prompt], [response], normalize=normalize)[0]
 
     def compare(self, prompt: Text, a: Text, b: Text) -> float:
-        """P(a preferred over b) = sigmoid(r_a - r_b) under the Bradley-Terry model."""
+        """P(a preferred over b) = sigmoid(r_a - r_b) under the Bradley-Terry model.
+
+        a and b are encoded as one comparison (a shared, jointly truncated prompt), exactly as a
+        training pair and as ``rewardkit score`` encode {prompt, chosen, rejected} records.
+        """
         ra, rb = self.rewards_for([self.encoder.encode_texts(prompt, [a, b])])[0]
-        return 1.0 / (1.0 + math.exp(-(ra - rb)))
+        return sigmoid(ra - rb)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

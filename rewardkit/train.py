@@ -547,6 +547,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                        "prefix_sharing": share, "eval": final}
             if saved_state is not None:
                 summary["resumed_from_step"] = start_step
+            if final:  # the same report as `rewardkit eval --report`, for the held-out data
+                from .report import write_report
+
+                page = write_report(out / "report", eval_c, eval_rewards, final, title="Held-out evaluation",
+                                    details={"model": cfg.model or "bundled MiniLM-L6",
+                                             "held-out data": cfg.eval_data or f"{cfg.eval_split:.0%} of the prompts"})
+                say(f"evaluation report: {page}")
             (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: marks the run finished
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
