@@ -1,6 +1,6 @@
 """Prefix sharing on a decoder: training and scoring throughput with and without it.
 
-A randomly initialised Qwen2 (or Llama) decoder is built locally, MiniLM-sized by default (hidden
+A randomly initialised Llama (or Qwen2) decoder is built locally, MiniLM-sized by default (hidden
 384, 6 layers), with the bundled MiniLM WordPiece tokenizer: nothing is downloaded, and the FLOPs
 per token resemble the encoder benchmarks. rewardkit then trains it for one epoch on hh-rlhf
 with ``--prefix-sharing off`` and ``on`` (alternating, same seed and data), scores every pair
@@ -52,6 +52,12 @@ def build_decoder(arch: str, size: str, out: Path) -> Path:
         model = Qwen2ForSequenceClassification(Qwen2Config(**common_cfg))
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    # transformers 5 may override the saved tokenizer class by model type (it does for some
+    # families, e.g. Qwen2 -> Qwen2Tokenizer); make sure the directory really reloads WordPiece
+    probe = "Human: What is the capital of France?"
+    if AutoTokenizer.from_pretrained(out).tokenize(probe) != tok.tokenize(probe):
+        raise SystemExit(f"--arch {arch}: transformers does not reload the WordPiece tokenizer for this "
+                         "model type; use --arch llama")
     return out
 
 
@@ -69,7 +75,7 @@ def token_counts(model_dir: Path, comps: list[Any], max_length: int) -> dict[str
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="preference file (default: the shared hh-rlhf file)")
-    ap.add_argument("--arch", default="qwen2", choices=["qwen2", "llama"])
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
     ap.add_argument("--size", default="small", choices=sorted(SIZES))
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)

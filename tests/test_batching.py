@@ -97,3 +97,31 @@ def test_packed_length_counts_the_prompt_once(llama_dir: Path) -> None:
     model, tok = load_backbone(str(llama_dir))
     e = make_encoder(model, tok, 96).encode(_comparisons(1)[0])
     assert packed_length(e) == sum(len(s) for s in e.input_ids) - e.prompt_len
+
+
+def test_scoring_is_length_sorted_inference_mode_and_in_input_order(bert_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import rewardkit.model as model_mod
+    from rewardkit.model import RewardModel
+
+    model, tok = load_backbone(str(bert_dir))
+    rm = RewardModel(model, tok, max_length=96, device="cpu")
+    comps = _comparisons(10)
+    seen: list[tuple[bool, bool, int, int]] = []
+    real = model_mod.compute_rewards
+
+    def spy(net, batch):  # noqa: ANN001, ANN202
+        seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled(), batch.input_ids.shape[1],
+                     int(batch.attention_mask.sum(1).max())))
+        return real(net, batch)
+
+    monkeypatch.setattr(model_mod, "compute_rewards", spy)
+    prompts = [c.prompt for c in comps]
+    responses = [c.responses[0] for c in comps]
+    batched = rm.score_batch(prompts, responses, batch_size=3)
+    assert len(seen) == 4 and all(inf and not grad for inf, grad, _, _ in seen)
+    widths = [w for _, _, w, _ in seen]
+    assert widths == sorted(widths, reverse=True)          # longest batch first
+    assert all(w == longest for _, _, w, longest in seen)  # each padded only to its own longest
+    one_by_one = [rm.score(p, r) for p, r in zip(prompts, responses)]
+    assert batched == pytest.approx(one_by_one, abs=1e-5)  # input order, same numbers

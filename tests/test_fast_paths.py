@@ -122,8 +122,9 @@ def test_row_chunks_give_the_same_rewards_and_gradients(family: str, request: py
              for _ in range(10)]
     b = collate([enc.encode(c) for c in comps], tok.pad_token_id)
     whole, chunked = RewardNet(model, row_chunk=0), RewardNet(model, row_chunk=3)
-    assert chunked._chunks(b.attention_mask) is not None and len(chunked._chunks(b.attention_mask)) == 7
-    assert whole._chunks(b.attention_mask) is None
+    chunks = chunked._chunks(b.attention_mask, b.reward_row, b.reward_col)
+    assert chunks is not None and len(chunks) == 7
+    assert whole._chunks(b.attention_mask, b.reward_row, b.reward_col) is None
     r_whole, g_whole = _grads(model, whole, b)
     r_chunk, g_chunk = _grads(model, chunked, b)
     torch.testing.assert_close(r_chunk, r_whole, rtol=0, atol=1e-5)

@@ -214,3 +214,18 @@ def test_cli_eval_same_metrics_with_and_without_sharing(llama_dir: Path, bert_di
     assert results[0]["mean_margin"] == pytest.approx(results[1]["mean_margin"], abs=1e-4)
     assert main(["eval", str(bert_dir), str(data), "--json", "--prefix-sharing", "on"]) == 2
     assert "bidirectional" in capsys.readouterr().err
+
+
+def test_packed_rows_in_chunks_equal_whole_batch(llama_dir: Path) -> None:
+    model, tok = _load(llama_dir)
+    enc = make_encoder(model, tok, max_length=64)
+    items = [enc.encode(c) for c in _comparisons()] * 2
+    b = collate_packed(items, tok.pad_token_id)
+    chunked, whole = RewardNet(model, row_chunk=2), RewardNet(model, row_chunk=0)
+    chunks = chunked._chunks(b.attention_mask, b.reward_row, b.reward_col)
+    assert chunks is not None and len(chunks) == 8
+    assert [hi for _, _, hi in chunks] == sorted((hi for _, _, hi in chunks), reverse=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compute_rewards(chunked, b), compute_rewards(whole, b), rtol=0, atol=1e-5)
+        torch.testing.assert_close(compute_rewards(chunked, b), compute_rewards(whole, collate(items, tok.pad_token_id)),
+                                   rtol=0, atol=1e-4)
