@@ -204,7 +204,7 @@ class RewardNet(nn.Module):
         out = []
         for r in order.split(size):
             cols = attention_mask[r].any(0).nonzero().squeeze(1)
-            out.append((r, int(cols[0]), int(cols[-1]) + 1))
+            out.append((r, int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (r, 0, 1))
         return out
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
