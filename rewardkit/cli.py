@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import TrainConfig, UsageError, build_config, field_type, flag
 from .data import FORMATS
@@ -280,6 +280,14 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- parser
 
 
+def _add_inference_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that scores with a trained model."""
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
+    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
+                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
     from . import __version__
@@ -309,10 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR",
                    help="also write DIR/report.html with reward histograms, a reliability diagram and "
                         "margin vs length plots (PNGs beside it; opens offline)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
-    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
-                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
+    _add_inference_flags(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("score", help="add rewards to every record of a file",
@@ -322,12 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT")
     p.add_argument("-o", "--output", metavar="OUTPUT", help="JSONL output file (default: stdout)")
     p.add_argument("--normalize", action="store_true", help="(r - mean) / std with the stored statistics")
-    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
-                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
+    _add_inference_flags(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("export", help="turn a checkpoint or LoRA adapter into a loadable model",

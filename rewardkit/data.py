@@ -551,18 +551,18 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
 
 def describe_dropped(dropped: list[Problem], source: str) -> str:
     """Valid records or prompts that gave no preference (not errors), first few with reasons."""
-    lines = [f"{len(dropped)} record(s)/prompt(s) in {source} express no preference and were left out:"]
-    lines += [f"  {p}" for p in dropped[:SHOW_PROBLEMS]]
-    if len(dropped) > SHOW_PROBLEMS:
-        lines.append(f"  ... and {len(dropped) - SHOW_PROBLEMS} more")
-    return "\n".join(lines)
+    return _listing(f"{len(dropped)} record(s)/prompt(s) in {source} express no preference and were left out:",
+                    dropped)
 
 
 def describe_problems(problems: list[Problem], source: str) -> str:
-    lines = [f"{len(problems)} invalid record(s) in {source}:"]
-    lines += [f"  {p}" for p in problems[:SHOW_PROBLEMS]]
-    if len(problems) > SHOW_PROBLEMS:
-        lines.append(f"  ... and {len(problems) - SHOW_PROBLEMS} more")
+    return _listing(f"{len(problems)} invalid record(s) in {source}:", problems)
+
+
+def _listing(header: str, items: list[Problem]) -> str:
+    lines = [header] + [f"  {p}" for p in items[:SHOW_PROBLEMS]]
+    if len(items) > SHOW_PROBLEMS:
+        lines.append(f"  ... and {len(items) - SHOW_PROBLEMS} more")
     return "\n".join(lines)
 
 
