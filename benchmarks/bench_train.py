@@ -13,7 +13,7 @@ What each side does with long pairs: TRL drops every pair whose chosen or reject
 prompt tokens. TRL's held-out accuracy is reported on all held-out pairs (long ones cut at the
 right, as ``tokenizer(..., truncation=True)`` would) and on the pairs it did not need to cut.
 
-Settings left at each library's default: learning rate (TRL 1e-4, rewardkit 5e-5; ``--lr`` sets
+Settings left at each library's default: learning rate (both 1e-4; ``--lr`` sets
 both), warmup, and TRL's ``gradient_checkpointing=True`` (``--trl-gradient-checkpointing off``
 for a run where both do the same forward/backward work). TRL's non-conversational path needs an
 EOS token, which BERT tokenizers lack; ``[SEP]`` is passed as ``eos_token`` then.
