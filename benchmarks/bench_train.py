@@ -1,7 +1,7 @@
 """Training throughput, memory and held-out accuracy: rewardkit vs TRL's RewardTrainer.
 
 Both systems train the same backbone on the same prompt-disjoint training split with the same
-max length, batch size, epochs and precision, in alternating fresh subprocesses (so peak RSS is
+max length, batch size and epochs, in alternating fresh subprocesses (so peak RSS is
 per system), and are scored on the same held-out pairs afterwards (not timed).
 
     python benchmarks/bench_train.py                       # full shared hh-rlhf file, MiniLM-L6
@@ -12,6 +12,11 @@ What each side does with long pairs: TRL drops every pair whose chosen or reject
 ``--max-length`` tokens (it reports none of this), rewardkit keeps them and truncates the oldest
 prompt tokens. TRL's held-out accuracy is reported on all held-out pairs (long ones cut at the
 right, as ``tokenizer(..., truncation=True)`` would) and on the pairs it did not need to cut.
+
+Precision: rewardkit ``--precision auto`` (bf16 autocast where the CPU/GPU has native bf16, else
+fp32) against TRL in fp32, the setting of the reference numbers this benchmark answers;
+``--trl-precision auto`` gives TRL the same autocast for a matched run. On a CPU without bf16
+both are fp32.
 
 Settings left at each library's default: learning rate (both 1e-4; ``--lr`` sets
 both), warmup, and TRL's ``gradient_checkpointing=True`` (``--trl-gradient-checkpointing off``
@@ -87,7 +92,7 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
         extra["gradient_checkpointing"] = spec["trl_gradient_checkpointing"] == "on"
     args = RewardConfig(output_dir=spec["out"], per_device_train_batch_size=spec["batch_size"],
                         num_train_epochs=spec["epochs"], max_length=spec["max_length"], seed=spec["seed"],
-                        bf16=resolve_precision(spec["precision"]) == "bf16", report_to="none",
+                        bf16=resolve_precision(spec["trl_precision"]) == "bf16", report_to="none",
                         save_strategy="no", eval_strategy="no", logging_steps=1000, **extra)
     trainer = RewardTrainer(model=spec["model"], args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tok)
@@ -141,7 +146,10 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=None, help="learning rate for both (default: each one's own)")
-    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                    help="rewardkit's --precision (default auto: bf16 where the hardware has it)")
+    ap.add_argument("--trl-precision", default="fp32", choices=["auto", "bf16", "fp32"],
+                    help="TRL's precision (default fp32, the reference setting; auto/bf16 for a matched run)")
     ap.add_argument("--trl-gradient-checkpointing", default="default", choices=["default", "on", "off"],
                     help="TRL's gradient checkpointing (its default is on)")
     ap.add_argument("--seed", type=int, default=0)
@@ -160,6 +168,7 @@ def main() -> int:
         return 0
 
     from rewardkit.model import default_model_path
+    from rewardkit.train import resolve_precision
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
@@ -172,10 +181,12 @@ def main() -> int:
             "test": str(common.write_pairs(test_c, work / "test.jsonl")),
             "model": args.model or default_model_path(), "max_length": args.max_length,
             "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed, "lr": args.lr,
-            "precision": args.precision, "trl_gradient_checkpointing": args.trl_gradient_checkpointing}
+            "precision": args.precision, "trl_precision": args.trl_precision,
+            "trl_gradient_checkpointing": args.trl_gradient_checkpointing}
     print(f"data: {data} -> {len(train_c)} training pairs, {len(test_c)} held-out pairs (prompt-disjoint, "
           f"seed {args.seed}); model {spec['model']}; max length {args.max_length}, batch {args.batch_size}, "
-          f"epochs {args.epochs}", file=sys.stderr)
+          f"epochs {args.epochs}; precision rewardkit {resolve_precision(args.precision)}, "
+          f"TRL {resolve_precision(args.trl_precision)} (no = fp32)", file=sys.stderr)
     systems = [args.only] if args.only else ["rewardkit", "trl"]
     runs: list[dict[str, Any]] = []
     for r in range(args.repeats):

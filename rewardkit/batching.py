@@ -201,6 +201,43 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucke
     return batches
 
 
+def split_by_tokens(members: list[int], lengths: list[int], rows: list[int], groups: list[int],
+                    budget: int) -> list[list[int]]:
+    """Cut one micro-batch into parts whose padded size (rows x longest row) fits ``budget`` tokens.
+
+    ``lengths[i]``/``rows[i]`` are comparison i's padded width and row count; comparisons sharing a
+    ``groups`` id stay in one part, so per-prompt pair weights come out as in the whole batch. The
+    losses are sums over comparisons, so back-propagating each part's share of the batch loss in
+    turn gives the whole batch's gradient while only one part's activations are alive at a time:
+    peak memory follows ``budget``, not the batch's longest member times its row count. Parts are
+    cut from the groups sorted longest first, so each part is padded to nearly its own length.
+    One part of everything when it fits, or when ``budget`` is 0.
+
+    Worked example, budget 1200, (length, rows) = a (400, 2), b (300, 2), c (100, 2)::
+
+        sorted a, b, c -> [a] alone (a + b would be 4 rows x 400 = 1600), then [b, c] (4 x 300 = 1200)
+    """
+    if not budget or max(lengths[i] for i in members) * sum(rows[i] for i in members) <= budget:
+        return [members]
+    by_group: dict[int, list[int]] = {}
+    for i in members:
+        by_group.setdefault(groups[i], []).append(i)
+    units = sorted(by_group.values(), key=lambda u: -max(lengths[i] for i in u))
+    parts: list[list[int]] = []
+    current: list[int] = []
+    width = count = 0
+    for unit in units:
+        w = max(width, max(lengths[i] for i in unit))
+        n = count + sum(rows[i] for i in unit)
+        if current and w * n > budget:
+            parts.append(current)
+            current, w, n = [], max(lengths[i] for i in unit), sum(rows[i] for i in unit)
+        current += unit
+        width, count = w, n
+    parts.append(current)
+    return parts
+
+
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Inference batches, longest first (an out-of-memory error shows up at once, not at the end)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

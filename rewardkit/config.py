@@ -109,6 +109,10 @@ class TrainConfig:
         "LoRA runs: also write merged weights that plain transformers loads to OUTPUT_DIR/merged."))
     gradient_checkpointing: bool = field(default=False, metadata=_help(
         "Recompute activations in the backward pass: less memory for about a third more compute."))
+    pass_tokens: int | None = field(default=None, metadata=_help(
+        "Cap on padded tokens (rows x longest row) per forward/backward pass: a longer micro-batch runs "
+        "as several passes of whole comparisons whose gradients add up to the batch's own (same loss, "
+        "less peak memory). Default 8192 on CPU, off on GPU; 0: off."))
     logging_steps: int = field(default=10, metadata=_help(
         "Write training loss to metrics.jsonl every N optimizer steps."))
     # Rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions.
@@ -143,6 +147,7 @@ class TrainConfig:
             (self.lr > 0, "lr", "must be > 0"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
             (0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "must be in [0, 1)"),
+            (self.pass_tokens is None or self.pass_tokens >= 0, "pass_tokens", "must be >= 0"),
             (self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0"),
             (self.center_coef >= 0, "center_coef", "must be >= 0"),
             (self.eval_steps >= 0, "eval_steps", "must be >= 0"),

@@ -34,7 +34,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
-from .batching import Batch, length_grouped_batches
+from .batching import Batch, length_grouped_batches, split_by_tokens
 from .checkpoint import (STATE_FILE, StopSignals, TrainingDiverged, TrainingInterrupted, all_finite,
                          check_compatible, describe_os_error, latest_checkpoint, list_checkpoints,
                          load_checkpoint, read_state, remove_stale, save_checkpoint, save_trainable_only)
@@ -48,6 +48,10 @@ from .lora import ADAPTER_CONFIG, META_FILE, apply_lora, is_adapter_dir, merge_a
 from .losses import bradley_terry, center_penalty, plackett_luce
 from .model import (RewardNet, batch_length, collate_for, compute_rewards, load_backbone, make_encoder,
                     resolve_prefix_sharing, save_model, score_encoded)
+
+# Padded tokens per forward/backward pass on CPU (--pass-tokens): 16 pairs of 512 tokens would keep
+# ~3 GB of MiniLM activations alive at once; 8192 halves that and costs <1% more padding on hh-rlhf.
+CPU_PASS_TOKENS = 8192
 
 
 @dataclass
@@ -91,6 +95,48 @@ def batch_loss(rewards: torch.Tensor, batch: Batch, cfg: TrainConfig) -> tuple[t
     if cfg.center_coef:
         loss = loss + cfg.center_coef * center_penalty(better, worse, batch.pair_weight)
     return loss, (better > worse).float().mean()
+
+
+def loss_denominator(batch: Batch, cfg: TrainConfig) -> float:
+    """What `batch_loss` divides by: its pairs' total weight, or its rankings under --loss pl.
+
+    A micro-batch run in several passes weights each pass's mean loss by its share of this, so the
+    gradients add up to those of the whole batch's mean.
+    """
+    return float(batch.num_groups) if cfg.loss == "pl" else float(batch.pair_weight.sum())
+
+
+def backward_passes(net: torch.nn.Module, parts: list[Batch], cfg: TrainConfig,
+                    backward: Callable[[torch.Tensor], None], scale: float,
+                    syncs: list[Any] | None = None) -> tuple[float, float]:
+    """Forward and backward each part of one micro-batch; returns the whole batch's (loss, accuracy).
+
+    Each part's mean loss is weighted by its share of the batch's `loss_denominator`, so the
+    gradients summed over the parts are those of the whole batch's loss (times ``scale``).
+    ``syncs`` gives a context per part (DDP's no_sync for all but the last of an optimizer step).
+    """
+    shares = [loss_denominator(batch, cfg) for batch in parts]
+    pairs = [len(batch.pair_better) for batch in parts]
+    loss_value = acc_value = 0.0
+    for k, batch in enumerate(parts):
+        with syncs[k] if syncs else nullcontext():
+            loss, acc = batch_loss(compute_rewards(net, batch), batch, cfg)
+            backward(loss * (scale * shares[k] / sum(shares)))
+        loss_value += loss.item() * shares[k] / sum(shares)
+        acc_value += acc.item() * pairs[k] / sum(pairs)
+    return loss_value, acc_value
+
+
+def resolve_pass_tokens(setting: int | None, device: torch.device, deepspeed: bool) -> int:
+    """--pass-tokens: the default cap on CPU, none on GPU; none under DeepSpeed (one backward per step)."""
+    if deepspeed:
+        if setting:
+            raise UsageError("--pass-tokens is not supported under DeepSpeed (it steps inside backward); "
+                             "use --pass-tokens 0 or a smaller --batch-size")
+        return 0
+    if setting is None:
+        return CPU_PASS_TOKENS if device.type == "cpu" else 0
+    return setting
 
 
 def plan_rounds(batches: list[list[int]], world: int) -> list[list[list[int]]]:
@@ -367,9 +413,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.balance_per_prompt:
         say(f"balance per prompt: {len(units)} prompts, {cfg.batch_size} whole prompts per batch, "
             "each prompt's pairs weighted to sum to 1")
-    rounds = plan_training(units, [batch_length(e, share) for e in train_enc], cfg.batch_size, cfg.epochs, cfg.seed,
-                           world)
+    rounds = plan_training(units, [batch_length(e, share) for e in train_enc], cfg.batch_size, cfg.epochs,
+                           cfg.seed, world)
     total_steps = math.ceil(len(rounds) / cfg.grad_accum)
+    widths = [batch_length(e, share) for e in train_enc]
+    rows_of = [1 if share else len(e.input_ids) for e in train_enc]
+    pass_tokens = resolve_pass_tokens(cfg.pass_tokens, accelerator.device,
+                                      accelerator.distributed_type == DistributedType.DEEPSPEED)
 
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -441,20 +491,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             step_rounds = rounds[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
             bad_loss: float | None = None
             for i, rnd in enumerate(step_rounds):
-                mine = rnd[accelerator.process_index]
-                batch = collate_for([train_enc[j] for j in mine], pad_id, share,
-                                    balance_per_prompt=cfg.balance_per_prompt, use_margin=cfg.use_margin,
-                                    groups=[group_of[j] for j in mine]).to(accelerator.device)
-                sync = nullcontext() if i == len(step_rounds) - 1 else accelerator.no_sync(net)
-                with sync:
-                    rewards = compute_rewards(net, batch)
-                    loss, acc = batch_loss(rewards, batch, cfg)
-                    accelerator.backward(loss / len(step_rounds))
-                loss_value = loss.item()
+                parts = [collate_for([train_enc[j] for j in part], pad_id, share,
+                                     balance_per_prompt=cfg.balance_per_prompt, use_margin=cfg.use_margin,
+                                     groups=[group_of[j] for j in part]).to(accelerator.device)
+                         for part in split_by_tokens(rnd[accelerator.process_index], widths, rows_of, group_of,
+                                                     pass_tokens)]
+                last = i == len(step_rounds) - 1  # gradients are all-reduced once, in the step's last pass
+                syncs = [nullcontext() if last and k == len(parts) - 1 else accelerator.no_sync(net)
+                         for k in range(len(parts))]
+                loss_value, acc_value = backward_passes(net, parts, cfg, accelerator.backward,
+                                                        1 / len(step_rounds), syncs)
                 if bad_loss is None and not math.isfinite(loss_value):
                     bad_loss = loss_value
                 running[0] += loss_value
-                running[1] += acc.item()
+                running[1] += acc_value
                 running[2] += 1
                 pairs_seen += sum(len(b) for b in rnd)
             # Clipping with an infinite norm still returns the norm: the divergence check needs it.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardkit.batching import collate, length_grouped_batches, packed_length, sorted_batches
+from rewardkit.batching import collate, length_grouped_batches, packed_length, sorted_batches, split_by_tokens
 from rewardkit.data import Comparison
 from rewardkit.losses import bradley_terry
 from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
@@ -125,3 +125,21 @@ def test_scoring_is_length_sorted_inference_mode_and_in_input_order(bert_dir: Pa
     assert all(w == longest for _, _, w, longest in seen)  # each padded only to its own longest
     one_by_one = [rm.score(p, r) for p, r in zip(prompts, responses)]
     assert batched == pytest.approx(one_by_one, abs=1e-5)  # input order, same numbers
+
+
+def test_split_by_tokens_keeps_groups_whole_and_respects_the_budget() -> None:
+    lengths, rows = [400, 300, 100], [2, 2, 2]
+    assert split_by_tokens([0, 1, 2], lengths, rows, [0, 1, 2], 1200) == [[0], [1, 2]]  # the docstring's example
+    assert split_by_tokens([2, 0, 1], lengths, rows, [0, 1, 2], 0) == [[2, 0, 1]]  # off: untouched
+    assert split_by_tokens([2, 0, 1], lengths, rows, [0, 1, 2], 2400) == [[2, 0, 1]]  # fits: untouched
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 200) for _ in range(40)]
+    rows = [rng.choice([1, 2, 3]) for _ in range(40)]
+    groups = [i // 3 for i in range(40)]
+    parts = split_by_tokens(list(range(40)), lengths, rows, groups, 600)
+    assert sorted(i for p in parts for i in p) == list(range(40))
+    for p in parts:
+        mine = {groups[i] for i in p}
+        assert all(groups[i] not in mine for q in parts if q is not p for i in q)
+        if len({groups[i] for i in p}) > 1:  # a part may exceed the budget only as one lone group
+            assert max(lengths[i] for i in p) * sum(rows[i] for i in p) <= 600

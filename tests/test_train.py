@@ -89,3 +89,62 @@ def test_margin_and_centering_change_training(bert_dir: Path, tmp_path: Path) ->
     margin = train(_cfg(bert_dir, data, tmp_path / "m", epochs=1, center_coef=0.1), log=lambda _m: None)
     assert plain.eval_metrics["mean_margin"] != margin.eval_metrics["mean_margin"]
     assert torch.isfinite(torch.tensor(margin.eval_metrics["loss"]))
+
+
+@pytest.mark.parametrize("extra", [{"center_coef": 0.1}, {"loss": "pl"}, {"balance_per_prompt": True}])
+def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict) -> None:
+    """A micro-batch run as parts of unequal size sums to the whole batch's loss and gradient."""
+    from rewardkit.batching import split_by_tokens
+    from rewardkit.data import Comparison
+    from rewardkit.model import RewardNet, collate_for, load_backbone, make_encoder
+    from rewardkit.train import backward_passes
+
+    model, tok = load_backbone(str(bert_dir))
+    enc = make_encoder(model, tok, 64)
+    comps = [Comparison(prompt=f"question {i} " + "and more " * (i % 4) * 3,
+                        responses=[f"answer {j} to {i} " + "detail " * ((i + j) % 5) for j in range(2 + i % 2)],
+                        margin=0.5 if i % 3 == 0 else None) for i in range(8)]
+    items = [enc.encode(c) for c in comps]
+    groups = [i // 2 for i in range(8)]  # two comparisons per prompt: balance weights 1/2 each
+    cfg = TrainConfig(**extra)
+    net = RewardNet(model)
+
+    def grads(parts: list[list[int]]) -> tuple[float, float, list[torch.Tensor]]:
+        net.zero_grad()
+        batches = [collate_for([items[i] for i in p], tok.pad_token_id, False, use_margin=True,
+                               balance_per_prompt=cfg.balance_per_prompt, groups=[groups[i] for i in p])
+                   for p in parts]
+        loss, acc = backward_passes(net, batches, cfg, lambda t: t.backward(), 0.5)
+        return loss, acc, [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+    widths = [e.longest for e in items]
+    rows = [len(e.input_ids) for e in items]
+    candidates = (split_by_tokens(list(range(8)), widths, rows, groups, budget)
+                  for budget in range(max(widths), 40 * max(widths), 8))
+    parts = next(p for p in candidates if len({len(x) for x in p}) > 1)  # unequal shares of the loss
+    whole, split = grads([list(range(8))]), grads(parts)
+    assert split[0] == pytest.approx(whole[0], abs=1e-6) and split[1] == pytest.approx(whole[1], abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(whole[2], split[2])) < 1e-6
+
+
+def test_split_passes_give_the_same_training(llama_dir: Path, tmp_path: Path) -> None:
+    """End to end on a decoder (packed rows): --pass-tokens changes neither the losses nor the model."""
+    extra = {"balance_per_prompt": True, "grad_accum": 2}
+    recs = pairs_records(16)
+    for i, r in enumerate(recs):
+        r["margin"] = 0.25 * (i % 3)
+        if i % 4 == 0:  # a longer pair, so parts differ in width
+            r["prompt"] += " " + " ".join(f"detail{j}" for j in range(12))
+    data = write_jsonl(tmp_path / "pairs.jsonl", recs)
+    runs = {}
+    for tokens in (0, 150):  # parts of 1-2 pairs, unequal shares of the batch loss
+        out = tmp_path / f"out-{tokens}"
+        result = train(_cfg(llama_dir, data, out, epochs=1, pass_tokens=tokens, logging_steps=1, **extra),
+                       log=lambda _m: None)
+        losses = [x["loss"] for x in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                  if x["split"] == "train"]
+        runs[tokens] = (result, losses)
+    (whole, whole_losses), (split, split_losses) = runs[0], runs[150]
+    assert split.pairs_seen == whole.pairs_seen and len(whole_losses) >= 2
+    assert split_losses == pytest.approx(whole_losses, abs=1e-5)
+    assert split.eval_metrics["loss"] == pytest.approx(whole.eval_metrics["loss"], abs=1e-5)
