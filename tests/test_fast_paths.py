@@ -125,13 +125,38 @@ def test_row_chunks_give_the_same_rewards_and_gradients(family: str, request: py
     chunks = chunked._chunks(b.attention_mask, b.reward_row, b.reward_col)
     assert chunks is not None and len(chunks) == 7
     assert whole._chunks(b.attention_mask, b.reward_row, b.reward_col) is None
+    planned = RewardNet(model)  # CPU default: cuts planned by plan_chunks
+    assert len(planned._chunks(b.attention_mask, b.reward_row, b.reward_col) or []) >= 2
     r_whole, g_whole = _grads(model, whole, b)
-    r_chunk, g_chunk = _grads(model, chunked, b)
-    torch.testing.assert_close(r_chunk, r_whole, rtol=0, atol=1e-5)
-    for name in g_whole:
-        torch.testing.assert_close(g_chunk[name], g_whole[name], rtol=1e-4, atol=1e-6, msg=name)
+    for net in (chunked, planned):
+        r_chunk, g_chunk = _grads(model, net, b)
+        torch.testing.assert_close(r_chunk, r_whole, rtol=0, atol=1e-5)
+        for name in g_whole:
+            torch.testing.assert_close(g_chunk[name], g_whole[name], rtol=1e-4, atol=1e-6, msg=name)
     # rows no reward is read from are skipped, and rewards still come back in response order
     sub = torch.tensor([5, 0, 7])
     with torch.no_grad():
         part = chunked(b.input_ids, b.attention_mask, b.position_ids, sub, b.reward_col[sub], b.token_type_ids)
     torch.testing.assert_close(part, r_whole[sub], rtol=0, atol=1e-5)
+
+
+def test_plan_chunks_finds_the_cheapest_cuts() -> None:
+    import itertools
+    import random
+
+    from rewardkit.model import plan_chunks
+
+    assert plan_chunks([100, 98, 20, 18], 1e18, 10) == [2]  # the docstring's worked example
+    assert plan_chunks([512] * 32, 2304, 64) == []  # equal rows: nothing to trim
+
+    def cost(lengths: list[int], cuts: list[int], attn: float, overhead: float) -> float:
+        bounds = [0, *cuts, len(lengths)]
+        return sum((b - a) * lengths[a] * (1 + lengths[a] / attn) + overhead for a, b in zip(bounds, bounds[1:]))
+
+    rng = random.Random(0)
+    for _ in range(30):
+        lengths = sorted((rng.randint(1, 512) for _ in range(rng.randint(1, 8))), reverse=True)
+        attn, overhead = rng.choice([300.0, 2304.0]), rng.choice([0.0, 64.0, 500.0])
+        brute = min(cost(lengths, list(c), attn, overhead) for k in range(len(lengths))
+                    for c in itertools.combinations(range(1, len(lengths)), k))
+        assert cost(lengths, plan_chunks(lengths, attn, overhead), attn, overhead) == pytest.approx(brute)
