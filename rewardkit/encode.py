@@ -125,7 +125,9 @@ class Encoder:
         return ptext, full[len(ptext):]
 
     def _tokens(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: texts longer than the model are expected here (truncation comes next), so
+        # transformers' "indexing errors" warning would only alarm the user.
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def encode(self, comp: Comparison) -> Encoded:
         """Encode all responses of a comparison against one jointly truncated prompt."""

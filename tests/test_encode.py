@@ -88,3 +88,28 @@ def test_max_length_must_leave_room(bert_dir: Path) -> None:
     _, tok = load_backbone(str(bert_dir))
     with pytest.raises(ValueError):
         Encoder(tok, 3, pair_template=True)
+
+
+def test_long_texts_do_not_trigger_the_indexing_errors_warning(bert_dir: Path) -> None:
+    """Texts longer than the model are normal input (truncation follows); transformers must not warn."""
+    import logging
+
+    from transformers import AutoTokenizer
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # other tests may have quietened transformers
+    try:
+        tok = AutoTokenizer.from_pretrained(bert_dir)  # a fresh tokenizer: the warning is once per instance
+        e = Encoder(tok, 64, pair_template=True).encode_texts("word " * 700, ["yes", "no"])
+        assert e.truncated and max(len(s) for s in e.input_ids) <= 64
+        assert not any("indexing errors" in m for m in records)
+        tok("word " * 700)  # the plain call does warn: the check above can fail
+        assert any("indexing errors" in m for m in records)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
