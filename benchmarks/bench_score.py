@@ -9,7 +9,8 @@ The baseline is the loop most people write first::
 
 rewardkit scores the same (prompt, response) items with ``RewardModel.score_batch`` (length-sorted
 batches, inference mode, [CLS]-only last layer on BERT backbones), and, for preference pairs,
-``score_comparisons`` (with prefix sharing on decoders). Runs alternate; the rewards of both are
+``score_comparisons`` (with prefix sharing on decoders), in bf16 where the hardware has native bf16
+(``--dtype auto``, like training's ``--precision auto``; fp32 here). Runs alternate; the rewards of both are
 compared so the speed is not bought with different numbers.
 
     python benchmarks/bench_score.py                     # all pairs of the shared hh-rlhf file
@@ -20,6 +21,7 @@ compared so the speed is not bought with different numbers.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -54,6 +56,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N pairs (2N items)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="rewardkit's weights: auto = bf16 where the hardware has native bf16 (as training's "
+                         "--precision auto), else fp32. The per-item loop always runs the fp32 model.")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -64,12 +69,19 @@ def main() -> int:
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
     items = [(c.prompt, r) for c in comps for r in c.responses]
+    from rewardkit.train import resolve_precision
+
+    dtype = args.dtype if args.dtype != "auto" else ("bf16" if resolve_precision("auto") == "bf16" else "fp32")
     model, tok = load_backbone(args.model)
     model.eval()
-    rm = RewardModel(model, tok, max_length=args.max_length, device="cpu" if not torch.cuda.is_available() else None)
+    device = "cpu" if not torch.cuda.is_available() else None
+    rm = RewardModel(copy.deepcopy(model) if dtype != "fp32" else model, tok, max_length=args.max_length,
+                     device=device, dtype=dtype)
+    baseline = model.to(rm.device)  # fp32, as the loop is usually written
     pair = not uses_last_token(model)
     print(f"data: {data}, {len(comps)} pairs = {len(items)} items; model {args.model or 'bundled MiniLM-L6'}; "
-          f"prefix sharing {'on' if rm.share_prefix else 'off'}", file=sys.stderr)
+          f"prefix sharing {'on' if rm.share_prefix else 'off'}; rewardkit weights {dtype}, per-item loop fp32",
+          file=sys.stderr)
 
     timings: dict[str, list[float]] = {"per-item loop": [], "rewardkit score_batch": [],
                                        "rewardkit score_comparisons": []}
@@ -79,7 +91,7 @@ def main() -> int:
         for name in names:
             t = time.perf_counter()
             if name == "per-item loop":
-                results[name] = per_item_loop(rm.model, tok, items, args.max_length, pair)
+                results[name] = per_item_loop(baseline, tok, items, args.max_length, pair)
             elif name == "rewardkit score_batch":
                 results[name] = rm.score_batch([p for p, _ in items], [x for _, x in items], args.batch_size)
             else:
@@ -107,7 +119,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"items_per_s": {k: common.median(v) for k, v in timings.items()},
                                                "runs": timings, "max_diff": max_diff, "pearson": corr,
-                                               "items": n, "machine": common.machine(), "args": vars(args)},
+                                               "items": n, "dtype": dtype, "machine": common.machine(),
+                                               "args": vars(args)},
                                               indent=1))
     return 0
 
