@@ -86,6 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if result.eval_metrics:
         _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
+    else:
+        print("no held-out data (every pair was trained on): pass --eval-split 0.1 or --eval-data FILE for "
+              "held-out metrics, or run `rewardkit eval OUT FILE` later")
     print(f"trained {result.steps} steps on {result.pairs_seen} comparisons in {result.seconds:.0f}s; "
           f"{result.truncated} truncated, 0 dropped")
     print(f"model saved to {result.output_dir}")

@@ -37,8 +37,10 @@ class TrainConfig:
         "org/name[:split]. Default: the bundled hh-rlhf sample."))
     eval_data: str | None = field(default=None, metadata=_help(
         "Separate held-out preference file. When given, --eval-split is ignored."))
-    eval_split: float = field(default=0.1, metadata=_help(
-        "Fraction of prompts held out for evaluation (prompt-disjoint, seeded). 0 disables."))
+    eval_split: float | None = field(default=None, metadata=_help(
+        "Fraction of prompts held out for evaluation (prompt-disjoint, seeded); 0 trains on everything. "
+        "Default: 0.1 of the bundled quickstart sample; 0 with --train-data, so every pair you give is "
+        "trained on (hold some out with this flag or --eval-data)."))
     format: str = field(default="auto", metadata=_help(
         "Record shape: auto, explicit, implicit, conversational, rankings, votes or ratings (auto detects "
         "per record, and a rating table from its columns).",
@@ -125,6 +127,12 @@ class TrainConfig:
     min_gap: float = rating_field("min_gap")
     margin_scale: float = rating_field("margin_scale")
 
+    def held_out_fraction(self) -> float:
+        """--eval-split as given, else 0.1 for the quickstart's bundled data and 0 for the user's own."""
+        if self.eval_split is not None:
+            return self.eval_split
+        return 0.1 if self.train_data is None else 0.0
+
     def rating_options(self) -> RatingOptions:
         return options_from(self)
 
@@ -138,7 +146,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value."""
         checks = [
-            (0.0 <= self.eval_split < 1.0, "eval_split", "must be in [0, 1)"),
+            (self.eval_split is None or 0.0 <= self.eval_split < 1.0, "eval_split", "must be in [0, 1)"),
             (self.max_length >= 8, "max_length", "must be at least 8"),
             (self.epochs > 0, "epochs", "must be > 0"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),

@@ -232,7 +232,7 @@ def _load(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[list[Comparison
         if held.dropped:
             log(describe_dropped(held.dropped, cfg.eval_data))
         return loaded.comparisons, held.comparisons, skipped
-    train_c, eval_c = split_by_prompt(loaded.comparisons, cfg.eval_split, cfg.seed)
+    train_c, eval_c = split_by_prompt(loaded.comparisons, cfg.held_out_fraction(), cfg.seed)
     return train_c, eval_c, skipped
 
 
@@ -602,7 +602,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
                 page = write_report(out / "report", eval_c, eval_rewards, final, title="Held-out evaluation",
                                     details={"model": cfg.model or "bundled MiniLM-L6",
-                                             "held-out data": cfg.eval_data or f"{cfg.eval_split:.0%} of the prompts"})
+                                             "held-out data": cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"})
                 say(f"evaluation report: {page}")
             (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: marks the run finished
         except OSError as e:

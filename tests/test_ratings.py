@@ -202,9 +202,10 @@ def test_train_on_seed_csv_in_one_command(seed_csv: Path, tmp_path: Path, bert_d
     """Acceptance: the question,answer,feedback CSV converts and trains with one command."""
     out = tmp_path / "model"
     rc = main(["train", "--model", str(bert_dir), "--train-data", str(seed_csv), "--hi", "4", "--lo", "4",
-               "--eval-split", "0", "--output-dir", str(out), "--max-length", "64", "--precision", "fp32"])
+               "--output-dir", str(out), "--max-length", "64", "--precision", "fp32"])  # own data: no split
     captured = capsys.readouterr()
     assert rc == 0, captured.err
+    assert "no held-out data (every pair was trained on)" in captured.out
     assert "-> 2 pairs (best-worst, chosen >= 4, rejected < 4" in captured.err
     assert "prompt 'Name a colour.' (2 answers): all answers scored 3 (tied), no pair" in captured.err
     summary = json.loads((out / "eval.json").read_text())

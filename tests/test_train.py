@@ -75,6 +75,13 @@ def test_grad_accum_matches_a_larger_batch_plan() -> None:
     assert rounds[0] == [[0, 1], [2, 3]] and sorted(rounds[1][0] + rounds[1][1]) == [4, 5, 6]
 
 
+def test_own_data_is_trained_on_whole_unless_a_split_is_asked_for() -> None:
+    assert TrainConfig().held_out_fraction() == 0.1  # the quickstart holds out 10% of the bundled sample
+    assert TrainConfig(train_data="prefs.jsonl").held_out_fraction() == 0.0
+    assert TrainConfig(train_data="prefs.jsonl", eval_split=0.2).held_out_fraction() == 0.2
+    assert TrainConfig(eval_split=0.0).held_out_fraction() == 0.0
+
+
 def test_invalid_config_names_the_flag() -> None:
     with pytest.raises(UsageError, match="--eval-split"):
         TrainConfig(eval_split=1.5).validate()
