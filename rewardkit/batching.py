@@ -225,15 +225,14 @@ def split_by_tokens(members: list[int], lengths: list[int], rows: list[int], gro
     units = sorted(by_group.values(), key=lambda u: -max(lengths[i] for i in u))
     parts: list[list[int]] = []
     current: list[int] = []
-    width = count = 0
+    width = count = 0  # of the part being filled
     for unit in units:
-        w = max(width, max(lengths[i] for i in unit))
-        n = count + sum(rows[i] for i in unit)
-        if current and w * n > budget:
+        unit_width, unit_rows = max(lengths[i] for i in unit), sum(rows[i] for i in unit)
+        if current and max(width, unit_width) * (count + unit_rows) > budget:
             parts.append(current)
-            current, w, n = [], max(lengths[i] for i in unit), sum(rows[i] for i in unit)
+            current, width, count = [], 0, 0
         current += unit
-        width, count = w, n
+        width, count = max(width, unit_width), count + unit_rows
     parts.append(current)
     return parts
 

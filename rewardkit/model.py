@@ -219,21 +219,18 @@ class RewardNet(nn.Module):
         small cost per chunk. On GPUs big batches matter more and chunking stays off unless asked.
         """
         size = self.row_chunk
-        if size is None and attention_mask.device.type != "cpu":
-            return None
-        if size == 0:
+        if size == 0 or (size is None and attention_mask.device.type != "cpu"):
             return None
         packed = attention_mask.dim() == 4
         rows = attention_mask.shape[0]
         if packed:  # right-padded; a row ends at the last token of its last response
-            ends = torch.zeros(rows, dtype=torch.long, device=reward_row.device).scatter_reduce(
+            lengths = torch.zeros(rows, dtype=torch.long, device=reward_row.device).scatter_reduce(
                 0, reward_row, reward_col + 1, reduce="amax")
-            order = torch.argsort(ends, descending=True, stable=True)
         else:
-            order = torch.argsort(attention_mask.sum(1), descending=True, stable=True)
+            lengths = attention_mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
         if size is None:
-            lengths = (ends if packed else attention_mask.sum(1))[order].tolist()
-            cuts = plan_chunks(lengths, self.attention_tokens, self.CHUNK_OVERHEAD_TOKENS)
+            cuts = plan_chunks(lengths[order].tolist(), self.attention_tokens, self.CHUNK_OVERHEAD_TOKENS)
         else:
             size = max(1, size // 2) if packed else size  # a packed row holds a whole comparison
             cuts = list(range(size, rows, size)) if rows >= 2 * size else []
@@ -241,7 +238,7 @@ class RewardNet(nn.Module):
             return None
         groups = torch.tensor_split(order, cuts)
         if packed:
-            return [(r, 0, int(ends[r].max())) for r in groups]
+            return [(r, 0, int(lengths[r].max())) for r in groups]
         out = []
         for r in groups:
             cols = attention_mask[r].any(0).nonzero().squeeze(1)

@@ -117,13 +117,14 @@ def backward_passes(net: torch.nn.Module, parts: list[Batch], cfg: TrainConfig,
     """
     shares = [loss_denominator(batch, cfg) for batch in parts]
     pairs = [len(batch.pair_better) for batch in parts]
+    total_share, total_pairs = sum(shares), sum(pairs)
     loss_value = acc_value = 0.0
     for k, batch in enumerate(parts):
         with syncs[k] if syncs else nullcontext():
             loss, acc = batch_loss(compute_rewards(net, batch), batch, cfg)
-            backward(loss * (scale * shares[k] / sum(shares)))
-        loss_value += loss.item() * shares[k] / sum(shares)
-        acc_value += acc.item() * pairs[k] / sum(pairs)
+            backward(loss * (scale * shares[k] / total_share))
+        loss_value += loss.item() * shares[k] / total_share
+        acc_value += acc.item() * pairs[k] / total_pairs
     return loss_value, acc_value
 
 
@@ -413,10 +414,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.balance_per_prompt:
         say(f"balance per prompt: {len(units)} prompts, {cfg.batch_size} whole prompts per batch, "
             "each prompt's pairs weighted to sum to 1")
-    rounds = plan_training(units, [batch_length(e, share) for e in train_enc], cfg.batch_size, cfg.epochs,
-                           cfg.seed, world)
-    total_steps = math.ceil(len(rounds) / cfg.grad_accum)
     widths = [batch_length(e, share) for e in train_enc]
+    rounds = plan_training(units, widths, cfg.batch_size, cfg.epochs, cfg.seed, world)
+    total_steps = math.ceil(len(rounds) / cfg.grad_accum)
     rows_of = [1 if share else len(e.input_ids) for e in train_enc]
     pass_tokens = resolve_pass_tokens(cfg.pass_tokens, accelerator.device,
                                       accelerator.distributed_type == DistributedType.DEEPSPEED)
@@ -600,9 +600,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             if final:  # the same report as `rewardkit eval --report`, for the held-out data
                 from .report import write_report
 
+                held_out = cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"
                 page = write_report(out / "report", eval_c, eval_rewards, final, title="Held-out evaluation",
-                                    details={"model": cfg.model or "bundled MiniLM-L6",
-                                             "held-out data": cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"})
+                                    details={"model": cfg.model or "bundled MiniLM-L6", "held-out data": held_out})
                 say(f"evaluation report: {page}")
             (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: marks the run finished
         except OSError as e:
