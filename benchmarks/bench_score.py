@@ -69,9 +69,9 @@ def main() -> int:
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
     items = [(c.prompt, r) for c in comps for r in c.responses]
-    from rewardkit.train import resolve_precision
+    from rewardkit.precision import resolve_dtype
 
-    dtype = args.dtype if args.dtype != "auto" else ("bf16" if resolve_precision("auto") == "bf16" else "fp32")
+    dtype = "bf16" if resolve_dtype(args.dtype) == torch.bfloat16 else "fp32"
     model, tok = load_backbone(args.model)
     model.eval()
     device = "cpu" if not torch.cuda.is_available() else None

@@ -78,7 +78,7 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from rewardkit.train import resolve_precision
+    from rewardkit.precision import resolve_precision
 
     started = time.time()
     tok = AutoTokenizer.from_pretrained(spec["model"])
@@ -92,7 +92,7 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
         extra["gradient_checkpointing"] = spec["trl_gradient_checkpointing"] == "on"
     args = RewardConfig(output_dir=spec["out"], per_device_train_batch_size=spec["batch_size"],
                         num_train_epochs=spec["epochs"], max_length=spec["max_length"], seed=spec["seed"],
-                        bf16=resolve_precision(spec["trl_precision"]) == "bf16", report_to="none",
+                        bf16=resolve_precision(spec["trl_precision"]).name == "bf16", report_to="none",
                         save_strategy="no", eval_strategy="no", logging_steps=1000, **extra)
     trainer = RewardTrainer(model=spec["model"], args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tok)
@@ -168,7 +168,7 @@ def main() -> int:
         return 0
 
     from rewardkit.model import default_model_path
-    from rewardkit.train import resolve_precision
+    from rewardkit.precision import resolve_precision
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
@@ -185,8 +185,8 @@ def main() -> int:
             "trl_gradient_checkpointing": args.trl_gradient_checkpointing}
     print(f"data: {data} -> {len(train_c)} training pairs, {len(test_c)} held-out pairs (prompt-disjoint, "
           f"seed {args.seed}); model {spec['model']}; max length {args.max_length}, batch {args.batch_size}, "
-          f"epochs {args.epochs}; precision rewardkit {resolve_precision(args.precision)}, "
-          f"TRL {resolve_precision(args.trl_precision)} (no = fp32)", file=sys.stderr)
+          f"epochs {args.epochs}; rewardkit {resolve_precision(args.precision).describe()}; "
+          f"TRL {resolve_precision(args.trl_precision).describe()}", file=sys.stderr)
     systems = [args.only] if args.only else ["rewardkit", "trl"]
     runs: list[dict[str, Any]] = []
     for r in range(args.repeats):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +36,7 @@ from .config import UsageError
 from .data import Comparison, Text
 from .encode import Encoded, Encoder
 from .evaluate import sigmoid
+from .precision import native_bf16, resolve_dtype
 
 PAD_TOKEN = "<|pad|>"
 
@@ -497,23 +499,6 @@ def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch
     return out
 
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"bf16"``/``"fp16"``/``"fp32"`` (or their torch names, or a torch.dtype) -> torch.dtype.
-
-    None keeps the weights as saved (fp32 for rewardkit's own models).
-    """
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise UsageError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
-
-
 class RewardModel:
     """Score (prompt, response) pairs with a trained reward model.
 
@@ -530,7 +515,10 @@ class RewardModel:
                  meta: dict[str, Any] | None = None, prefix_sharing: str = "auto"):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, self.device.type)
+        native, why = native_bf16(self.device.type) if self.dtype == torch.bfloat16 else (True, "")
+        if not native:
+            warnings.warn(f"dtype bf16: {why}; bf16 is emulated here and slower than fp32", stacklevel=2)
         if self.dtype is not None:
             self.model = self.model.to(self.dtype)
         self.model.eval()
@@ -561,7 +549,7 @@ class RewardModel:
         from .lora import is_adapter_dir, load_adapter
 
         p = Path(path)
-        want = resolve_dtype(dtype)
+        want = resolve_dtype(dtype, torch.device(device).type if device else None)
         if is_adapter_dir(p):
             model, tokenizer, meta = load_adapter(p)
         elif not (p / "config.json").is_file():

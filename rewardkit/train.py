@@ -46,6 +46,7 @@ from .encode import Encoded
 from .evaluate import pair_metrics, pairs_of
 from .lora import ADAPTER_CONFIG, META_FILE, apply_lora, is_adapter_dir, merge_adapter, save_adapter
 from .losses import bradley_terry, center_penalty, plackett_luce
+from .precision import Precision, resolve_precision
 from .model import (RewardNet, batch_length, collate_for, compute_rewards, load_backbone, make_encoder,
                     resolve_prefix_sharing, save_model, score_encoded)
 
@@ -66,23 +67,6 @@ class TrainResult:
     seconds: float
     resumed_from_step: int = 0
     train_seconds: float = 0.0  # the optimizer loop alone (no loading, tokenizing, evaluation, saving)
-
-
-def resolve_precision(precision: str) -> str:
-    """accelerate's mixed_precision value. ``auto`` picks bf16 only where it is fast.
-
-    CPUs without native bf16 (no AVX512-BF16/AMX) run bf16 matmuls hundreds of times slower than
-    fp32, so ``auto`` checks for hardware support rather than assuming it.
-    """
-    if precision == "fp32":
-        return "no"
-    if torch.cuda.is_available():
-        supported = torch.cuda.is_bf16_supported()
-    else:
-        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if precision == "bf16" and not supported:
-        raise UsageError("--precision bf16: this device has no native bf16 support (use auto or fp32)")
-    return "bf16" if supported else "no"
 
 
 def batch_loss(rewards: torch.Tensor, batch: Batch, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,16 +345,42 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     Raises UsageError for bad settings, TrainingDiverged (a UsageError) on a non-finite loss or
     gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
-    from transformers import get_scheduler
+    from accelerate import Accelerator, PartialState
 
     cfg.validate()
     started = time.time()
-    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision))
+    precision = resolve_precision(cfg.precision, PartialState().device.type)
+    _reset_accelerate_state()  # a run never inherits another run's precision in this process
+    try:
+        accelerator = Accelerator(mixed_precision=precision.mixed_precision)
+        return _train(cfg, log, accelerator, precision, started)
+    finally:
+        _reset_accelerate_state()
+
+
+def _reset_accelerate_state() -> None:
+    """Forget the process-wide settings the last `Accelerator` fixed (mixed precision above all).
+
+    accelerate keeps them in shared state and refuses a second Accelerator with other settings;
+    the process group (PartialState) is kept, so this is safe under `accelerate launch` too.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+def _train(cfg: TrainConfig, log: Callable[[str], None], accelerator: Any, precision: Precision,
+           started: float) -> TrainResult:
+    from accelerate.utils import DistributedType, set_seed
+    from transformers import get_scheduler
+
     main = accelerator.is_main_process
     world = accelerator.num_processes
     say = log if main else (lambda _msg: None)
+    say(precision.describe())
+    if precision.emulated:
+        say(f"warning: {precision.reason}")
     if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
         raise UsageError("--grad-accum > 1 is not supported under DeepSpeed (it steps inside backward); "
                          "use --grad-accum 1 and raise --batch-size or the number of processes")
@@ -590,11 +600,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             _publish(tmp, out)
             if cfg.merge:
                 merge_adapter(out, out / "merged", overwrite=True)
-            (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            (out / "train_config.yaml").write_text(
+                f"# precision: {cfg.precision} resolved to {precision.name} ({precision.reason})\n"
+                + yaml.safe_dump({**to_dict(cfg), "precision": precision.name}, sort_keys=False))
             summary = {"steps": total_steps, "pairs_seen": pairs_seen, "train_comparisons": len(train_enc),
                        "truncated": truncated, "eval_truncated": eval_truncated, "skipped": skipped,
                        "seconds": round(time.time() - started, 1), "train_seconds": round(train_seconds, 1),
-                       "prefix_sharing": share, "eval": final}
+                       "prefix_sharing": share, "precision": precision.name,
+                       "precision_reason": precision.reason, "eval": final}
             if saved_state is not None:
                 summary["resumed_from_step"] = start_step
             if final:  # the same report as `rewardkit eval --report`, for the held-out data

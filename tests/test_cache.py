@@ -134,7 +134,8 @@ def test_train_tokenizes_once(bert_dir: Path, tmp_path: Path, cache_home: Path,
     from rewardkit.train import train
 
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
-    cfg = dict(model=str(bert_dir), train_data=str(data), batch_size=8, max_length=48, eval_split=0.25)
+    cfg = dict(model=str(bert_dir), train_data=str(data), batch_size=8, max_length=48, eval_split=0.25,
+               precision="fp32")
     train(TrainConfig(output_dir=str(tmp_path / "a"), **cfg), log=lambda m: None)
     assert len(_entries(cache_home)) == 2  # train and held-out sets
     _forbid_encoding(monkeypatch)

@@ -101,7 +101,8 @@ def test_end_to_end_train_eval_score(tmp_path: Path, bert_dir: Path) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", pairs_records(24))
     out = tmp_path / "out"
     res = run_cli("train", "--model", str(bert_dir), "--train-data", str(data), "--output-dir", str(out),
-                  "--max-length", "64", "--batch-size", "4", "--lr", "1e-3", "--epochs", "2", "--eval-split", "0.25")
+                  "--max-length", "64", "--batch-size", "4", "--lr", "1e-3", "--epochs", "2", "--eval-split", "0.25",
+                  "--precision", "fp32")
     assert res.returncode == 0, res.stderr
     assert "accuracy" in res.stdout and f"model saved to {out}" in res.stdout
     assert "truncated to --max-length 64" in res.stderr

@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from rewardkit.batching import collate
-from rewardkit.config import UsageError
 from rewardkit.data import Comparison
 from rewardkit.losses import bradley_terry
 from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
-from rewardkit.train import fused_adamw_kwargs, resolve_precision
+from rewardkit.train import fused_adamw_kwargs
 
 
 def _batch(model, tok):  # noqa: ANN001, ANN202
@@ -78,17 +77,6 @@ def test_bf16_autocast_rewards_close_and_head_in_fp32(family: str, request: pyte
     assert bf16.dtype == torch.float32 and seen[-1] == torch.float32  # the bf16 call's head
     assert fp32.abs().max() > 0
     torch.testing.assert_close(bf16, fp32, rtol=0, atol=3e-2)
-
-
-def test_auto_precision_follows_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_precision("fp32") == "no"
-    for supported, expected in ((False, "no"), (True, "bf16")):
-        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda s=supported: s)
-        assert resolve_precision("auto") == expected
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    with pytest.raises(UsageError, match="no native bf16"):
-        resolve_precision("bf16")
 
 
 def test_fused_adamw_takes_the_same_step() -> None:

@@ -185,7 +185,7 @@ def test_train_with_prefix_sharing(llama_dir: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(24))
     out = tmp_path / "out"
     result = train(TrainConfig(model=str(llama_dir), train_data=str(data), output_dir=str(out), batch_size=4,
-                               max_length=64, eval_split=0.25, prefix_sharing="on"), log=lambda m: None)
+                               max_length=64, eval_split=0.25, prefix_sharing="on", precision="fp32"), log=lambda m: None)
     assert result.pairs_seen == 18 and result.eval_metrics["pairs"] == 6
     import json
 
