@@ -1,6 +1,6 @@
 """rewardkit: train, evaluate and serve reward models for RLHF."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from .config import TrainConfig  # noqa: E402
 from .model import RewardModel  # noqa: E402

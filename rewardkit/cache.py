@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .data import Comparison
 from .encode import Encoded, Encoder
 

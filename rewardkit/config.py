@@ -15,11 +15,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UsageError, flag
 from .ratings import RatingOptions, options_from, rating_field
-
-
-class UsageError(Exception):
-    """A bad flag, config value or path: reported without a traceback, exit code 2."""
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -177,11 +174,6 @@ class TrainConfig:
                 raise UsageError(f"{flag(f.name)} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, f.name)!r})")
         self.rating_options().validate()
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of a config field: train_data -> --train-data."""
-    return "--" + name.replace("_", "-")
 
 
 def field_type(cls: type, f: dataclasses.Field) -> type:

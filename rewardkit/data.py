@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .errors import DataError, NoPreference, RecordError
+
 if TYPE_CHECKING:
     from .ratings import RatingOptions
 
@@ -44,10 +46,6 @@ SHOW_PROBLEMS = 5
 FORMATS = ("auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings")
 _ALIASES = {"positive": "chosen", "negative": "rejected", "response_j": "chosen",
             "response_k": "rejected", "question": "prompt", "instruction": "prompt"}
-
-
-class DataError(Exception):
-    """Unusable input data; the message names file, line and reason. CLI exit code 2."""
 
 
 @dataclass
@@ -92,14 +90,6 @@ class Loaded:
     records: int = 0
     dropped: list[Problem] = field(default_factory=list)  # valid, but no preference: reported, not fatal
     notes: list[str] = field(default_factory=list)  # one-line summaries of conversions (rating tables)
-
-
-class RecordError(ValueError):
-    """A single record is invalid; the message is the reason."""
-
-
-class NoPreference(RecordError):
-    """A valid record that prefers neither response (e.g. tied votes): counted, never fatal."""
 
 
 # --------------------------------------------------------------------------------------- reading

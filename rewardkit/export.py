@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .checkpoint import STATE_FILE, checkpoint_weights, read_state
 from .config import TrainConfig, UsageError
 from .lora import apply_lora, is_adapter_dir, merge_adapter, save_adapter

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import UsageError
+from .errors import UsageError
 
 FORCE_ENV = "REWARDKIT_NATIVE_BF16"
 # bf16 must reach this fraction of fp32's matmul throughput to count as native. Native units run

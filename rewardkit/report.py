@@ -195,7 +195,7 @@ figcaption { color: #555; font-size: 0.88rem; max-width: 704px; }
 def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison, int, int]], title: str,
                 details: dict[str, str]) -> str:
     """The page itself: headline metrics, subsets and sections, the three plots, confident mistakes."""
-    from . import __version__
+    from .version import __version__
 
     esc = html.escape
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

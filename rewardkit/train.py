@@ -33,7 +33,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import __version__
+from .version import __version__
 from .batching import Batch, length_grouped_batches, split_by_tokens
 from .checkpoint import (STATE_FILE, StopSignals, TrainingDiverged, TrainingInterrupted, all_finite,
                          check_compatible, describe_os_error, latest_checkpoint, list_checkpoints,

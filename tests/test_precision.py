@@ -11,7 +11,7 @@ import yaml
 
 from rewardkit import TrainConfig, train
 from rewardkit import precision as P
-from rewardkit.config import UsageError
+from rewardkit.errors import UsageError
 
 from conftest import pairs_records, write_jsonl
 
