@@ -345,17 +345,26 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     Raises UsageError for bad settings, TrainingDiverged (a UsageError) on a non-finite loss or
     gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
 
     cfg.validate()
     started = time.time()
-    precision = resolve_precision(cfg.precision, PartialState().device.type)
+    precision = resolve_precision(cfg.precision, _run_device_type())
     _reset_accelerate_state()  # a run never inherits another run's precision in this process
     try:
         accelerator = Accelerator(mixed_precision=precision.mixed_precision)
         return _train(cfg, log, accelerator, precision, started)
     finally:
         _reset_accelerate_state()
+
+
+def _run_device_type() -> str:
+    """The device the `Accelerator` will pick, without creating any accelerate state before it."""
+    from accelerate.utils import parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available():
+        return "cpu"
+    return "cuda"
 
 
 def _reset_accelerate_state() -> None:
