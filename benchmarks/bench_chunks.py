@@ -1,4 +1,4 @@
-"""Row chunking on CPU: fixed 8-row chunks vs chunks planned by `rewardkit.model.plan_chunks`.
+"""Row chunking on CPU: fixed 8-row chunks vs chunks planned by `rewardkit.fast_paths.plan_chunks`.
 
 Takes real training micro-batches (MiniLM-L6, hh-rlhf split as in bench_train, length-grouped,
 cut into --pass-tokens passes as training does), and times forward + backward of the same batches
@@ -30,21 +30,23 @@ def main() -> int:
 
     import transformers
 
-    from rewardkit.batching import split_by_tokens
+    from rewardkit.plan import split_into_passes
     from rewardkit.cache import encode_cached
-    from rewardkit.model import RewardNet, batch_length, collate_for, compute_rewards, load_backbone, make_encoder
-    from rewardkit.train import CPU_PASS_TOKENS, plan_training
+    from rewardkit.net import RewardNet, compute_rewards
+    from rewardkit.batching import batch_length, collate_for
+    from rewardkit.backbone import load_backbone, make_encoder
+    from rewardkit.plan import CPU_PASS_TOKENS, plan_micro_batches
 
     transformers.logging.set_verbosity_error()
     train_c, _ = common.split(common.load_pairs(args.data or common.default_data(), None), 0.2, args.seed)
     model, tok = load_backbone(None)
     enc = encode_cached(make_encoder(model, tok, 512), train_c)
-    rounds = plan_training([[i] for i in range(len(enc))], [batch_length(e, False) for e in enc], 16, 1.0,
+    rounds = plan_micro_batches([[i] for i in range(len(enc))], [batch_length(e, False) for e in enc], 16, 1.0,
                            args.seed, 1)
     picked = random.Random(1).sample(rounds, min(args.batches, len(rounds)))
     widths, rows = [e.longest for e in enc], [len(e.input_ids) for e in enc]
     batches = [[collate_for([enc[j] for j in part], tok.pad_token_id, False)
-                for part in split_by_tokens(r[0], widths, rows, list(range(len(enc))), CPU_PASS_TOKENS)]
+                for part in split_into_passes(r[0], widths, rows, list(range(len(enc))), CPU_PASS_TOKENS)]
                for r in picked]
     nets = {"fixed 8-row chunks": RewardNet(model, row_chunk=8), "planned chunks": RewardNet(model)}
     timings: dict[str, list[float]] = {name: [] for name in nets}

@@ -38,7 +38,7 @@ def build_decoder(arch: str, size: str, out: Path) -> Path:
     from transformers import (AutoTokenizer, LlamaConfig, LlamaForSequenceClassification, Qwen2Config,
                               Qwen2ForSequenceClassification)
 
-    from rewardkit.model import default_model_path
+    from rewardkit.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     hidden, layers, heads, kv, inter = SIZES[size]
@@ -63,7 +63,7 @@ def build_decoder(arch: str, size: str, out: Path) -> Path:
 
 def token_counts(model_dir: Path, comps: list[Any], max_length: int) -> dict[str, int]:
     from rewardkit.batching import packed_length
-    from rewardkit.model import load_backbone, make_encoder
+    from rewardkit.backbone import load_backbone, make_encoder
 
     model, tok = load_backbone(str(model_dir))
     enc = make_encoder(model, tok, max_length)
@@ -89,7 +89,7 @@ def main() -> int:
     import torch
 
     from rewardkit.config import TrainConfig
-    from rewardkit.model import RewardModel
+    from rewardkit.scorer import RewardModel
     from rewardkit.train import train
 
     data = args.data or common.default_data()

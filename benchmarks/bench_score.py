@@ -64,7 +64,8 @@ def main() -> int:
 
     import torch
 
-    from rewardkit.model import RewardModel, load_backbone, uses_last_token
+    from rewardkit.scorer import RewardModel
+    from rewardkit.backbone import load_backbone, uses_last_token
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)

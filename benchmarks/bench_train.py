@@ -51,7 +51,7 @@ def child_rewardkit(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from rewardkit.config import TrainConfig
-    from rewardkit.model import RewardModel
+    from rewardkit.scorer import RewardModel
     from rewardkit.train import train
 
     started = time.time()
@@ -167,7 +167,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from rewardkit.model import default_model_path
+    from rewardkit.backbone import default_model_path
     from rewardkit.precision import resolve_precision
 
     data = args.data or common.default_data()

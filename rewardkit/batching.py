@@ -4,7 +4,7 @@ Worked example, two comparisons, a pair (K=2) and a ranking (K=3), right padding
 
     comparisons  [(c0, r0), (a1, b1, c1)]          best first inside each
     input_ids    rows 0..4 = c0, r0, a1, b1, c1    padded to the longest row
-    group_sizes  [2, 3]
+    sizes        [2, 3]                            responses per comparison
     reward_row   [0, 1, 2, 3, 4]                   row holding response n
     reward_col   [len(c0)-1, len(r0)-1, ...]       its last real token
     pair_better  [0, 2, 2, 3]                      every (better, worse) pair ...
@@ -12,17 +12,17 @@ Worked example, two comparisons, a pair (K=2) and a ranking (K=3), right padding
     pair_weight  [1, 1, 1, 1]                      ... or 1/C(K,2) each with balance_per_prompt
 
 Per-prompt balancing (InstructGPT) weights every pair by 1/(pairs of its prompt in the batch), so
-each prompt carries weight 1 however many responses it has. A prompt is a *group*: by default
-each comparison is its own group (a K-way ranking: 1/C(K,2)); ``groups`` puts several comparisons
-of one prompt (pair records sharing a prompt, or the pairs of a rating table) in one group; the
-training planner (`rewardkit.train.plan_training`) keeps a group inside one batch so its weights
-sum to 1. Pair records of one prompt are deliberately *not* merged into one K-way ranking: they
-need not form a consistent order, and even when they do, a ranking would add pairs the data never
+each prompt carries weight 1 however many responses it has. By default each comparison is its
+own prompt (a K-way ranking: 1/C(K,2) per pair); ``prompt_ids`` puts several comparisons of one
+prompt (pair records sharing a prompt, or the pairs of a rating table) in one *prompt group*; the
+training plan (`rewardkit.plan`) keeps a prompt group inside one micro-batch so its weights sum
+to 1. Pair records of one prompt are deliberately *not* merged into one K-way ranking: they need
+not form a consistent order, and even when they do, a ranking would add pairs the data never
 stated (a rating table's --min-gap or thresholds exclude some); grouping keeps exactly the given
 pairs at the cost of encoding a response once per pair it appears in.
 
 Rewards come out as a flat vector over responses; Bradley-Terry reads the pair index, Plackett-Luce
-reads the groups. ``reward_row``/``reward_col`` let the packed layout below use the same losses
+reads ``sizes``. ``reward_row``/``reward_col`` let the packed layout below use the same losses
 unchanged.
 
 Packed layout (prefix sharing, decoders only), same two comparisons, prompt P shared inside each::
@@ -57,7 +57,7 @@ class Batch:
     position_ids: torch.Tensor  # [rows, L], counts real tokens only, so left padding is harmless
     reward_row: torch.Tensor  # [N]
     reward_col: torch.Tensor  # [N]
-    group_sizes: torch.Tensor  # [G]
+    sizes: torch.Tensor  # [C] responses per comparison
     pair_better: torch.Tensor  # [P]
     pair_worse: torch.Tensor  # [P]
     pair_margin: torch.Tensor  # [P]
@@ -68,13 +68,19 @@ class Batch:
                         for f in fields(self)})
 
     @property
-    def num_groups(self) -> int:
-        return len(self.group_sizes)
+    def num_comparisons(self) -> int:
+        return len(self.sizes)
+
+    def inputs(self) -> dict[str, torch.Tensor | None]:
+        """The keyword arguments of `rewardkit.net.RewardNet.forward`."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
+                "position_ids": self.position_ids, "reward_row": self.reward_row, "reward_col": self.reward_col,
+                "token_type_ids": self.token_type_ids}
 
 
 def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
             balance_per_prompt: bool = False, use_margin: bool = True,
-            groups: list[int] | None = None) -> Batch:
+            prompt_ids: list[int] | None = None) -> Batch:
     """Pad every response of ``items`` into one batch and index its comparison pairs (see top)."""
     seqs = [s for e in items for s in e.input_ids]
     types = [t for e in items for t in e.token_type_ids] if items[0].token_type_ids is not None else None
@@ -95,25 +101,25 @@ def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
 
     return Batch(input_ids=ids, attention_mask=mask, token_type_ids=tt, position_ids=pos,
                  reward_row=torch.arange(len(seqs)), reward_col=torch.tensor(cols),
-                 **_pair_index(items, balance_per_prompt, use_margin, groups))
+                 **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
 
 
 def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool,
-                groups: list[int] | None = None) -> dict[str, torch.Tensor]:
-    """Group sizes and (better, worse, margin, weight) of every pair, over responses in order.
+                prompt_ids: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Responses per comparison and (better, worse, margin, weight) of every pair, in order.
 
-    ``groups`` (one prompt id per item) only matters with ``balance_per_prompt``: the pairs of all
-    items sharing an id split one unit of weight. Without it every item is its own prompt.
+    ``prompt_ids`` (one per item) only matters with ``balance_per_prompt``: the pairs of all items
+    sharing an id split one unit of weight. Without it every item is its own prompt.
     """
-    group_of = groups if groups is not None else list(range(len(items)))
-    group_pairs: dict[int, int] = {}
-    for e, g in zip(items, group_of):
-        group_pairs[g] = group_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
+    prompt_of = prompt_ids if prompt_ids is not None else list(range(len(items)))
+    prompt_pairs: dict[int, int] = {}
+    for e, g in zip(items, prompt_of):
+        prompt_pairs[g] = prompt_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
     better, worse, margin, weight = [], [], [], []
     offset = 0
-    for e, g in zip(items, group_of):
+    for e, g in zip(items, prompt_of):
         k = len(e.input_ids)
-        n_pairs = group_pairs[g]
+        n_pairs = prompt_pairs[g]
         for i, j in combinations(range(k), 2):
             better.append(offset + i)
             worse.append(offset + j)
@@ -127,7 +133,7 @@ def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool
             weight.append(1.0 / n_pairs if balance_per_prompt else 1.0)
         offset += k
     return dict(
-        group_sizes=torch.tensor([len(e.input_ids) for e in items]),
+        sizes=torch.tensor([len(e.input_ids) for e in items]),
         pair_better=torch.tensor(better, dtype=torch.long), pair_worse=torch.tensor(worse, dtype=torch.long),
         pair_margin=torch.tensor(margin, dtype=torch.float32), pair_weight=torch.tensor(weight, dtype=torch.float32),
     )
@@ -139,7 +145,7 @@ def packed_length(e: Encoded) -> int:
 
 
 def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool = False,
-                   use_margin: bool = True, groups: list[int] | None = None) -> Batch:
+                   use_margin: bool = True, prompt_ids: list[int] | None = None) -> Batch:
     """One right-padded row per comparison: prompt + response_1 + ... + response_K (see top).
 
     Only valid for causal decoders: an encoder's prompt tokens attend to the response, so there is
@@ -178,7 +184,7 @@ def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool =
     allowed |= torch.eye(width, dtype=torch.bool) & (query_seg < 0)
     return Batch(input_ids=ids, attention_mask=allowed[:, None], token_type_ids=None, position_ids=pos,
                  reward_row=torch.tensor(reward_row), reward_col=torch.tensor(reward_col),
-                 **_pair_index(items, balance_per_prompt, use_margin, groups))
+                 **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucket_batches: int = 50
@@ -201,43 +207,19 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucke
     return batches
 
 
-def split_by_tokens(members: list[int], lengths: list[int], rows: list[int], groups: list[int],
-                    budget: int) -> list[list[int]]:
-    """Cut one micro-batch into parts whose padded size (rows x longest row) fits ``budget`` tokens.
-
-    ``lengths[i]``/``rows[i]`` are comparison i's padded width and row count; comparisons sharing a
-    ``groups`` id stay in one part, so per-prompt pair weights come out as in the whole batch. The
-    losses are sums over comparisons, so back-propagating each part's share of the batch loss in
-    turn gives the whole batch's gradient while only one part's activations are alive at a time:
-    peak memory follows ``budget``, not the batch's longest member times its row count. Parts are
-    cut from the groups sorted longest first, so each part is padded to nearly its own length.
-    One part of everything when it fits, or when ``budget`` is 0.
-
-    Worked example, budget 1200, (length, rows) = a (400, 2), b (300, 2), c (100, 2)::
-
-        sorted a, b, c -> [a] alone (a + b would be 4 rows x 400 = 1600), then [b, c] (4 x 300 = 1200)
-    """
-    if not budget or max(lengths[i] for i in members) * sum(rows[i] for i in members) <= budget:
-        return [members]
-    by_group: dict[int, list[int]] = {}
-    for i in members:
-        by_group.setdefault(groups[i], []).append(i)
-    units = sorted(by_group.values(), key=lambda u: -max(lengths[i] for i in u))
-    parts: list[list[int]] = []
-    current: list[int] = []
-    width = count = 0  # of the part being filled
-    for unit in units:
-        unit_width, unit_rows = max(lengths[i] for i in unit), sum(rows[i] for i in unit)
-        if current and max(width, unit_width) * (count + unit_rows) > budget:
-            parts.append(current)
-            current, width, count = [], 0, 0
-        current += unit
-        width, count = max(width, unit_width), count + unit_rows
-    parts.append(current)
-    return parts
-
-
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Inference batches, longest first (an out-of-memory error shows up at once, not at the end)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, **kwargs: Any) -> Batch:
+    """Packed rows when sharing pays (some comparison has 2+ responses), plain rows otherwise."""
+    if share_prefix and any(len(e.input_ids) > 1 for e in items):
+        return collate_packed(items, pad_id, **kwargs)
+    return collate(items, pad_id, **kwargs)
+
+
+def batch_length(e: Encoded, share_prefix: bool) -> int:
+    """The padded width ``e`` needs: its packed row, or its longest response row."""
+    return packed_length(e) if share_prefix else e.longest

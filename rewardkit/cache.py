@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .version import __version__
-from .data import Comparison
+from .records import Comparison
 from .encode import Encoded, Encoder
 
 MAX_ENTRIES = 64  # oldest entries beyond this are deleted after each write

@@ -13,8 +13,9 @@ Layout inside the output directory::
 A checkpoint is written into a hidden temporary directory, flushed to disk and renamed into place;
 rename is atomic, so ``checkpoint-N`` either exists complete or not at all. Old checkpoints are
 renamed to a hidden name before deletion for the same reason. The data position is the step
-number: `train` plans every batch of the run from the seed, so resuming rebuilds the same plan and
-starts at the saved step.
+number: `train` plans every batch of the run from the seed (`rewardkit.plan`), so resuming rebuilds
+the same plan and starts at the saved step. The resume contract (same settings, same number of
+processes, same data) is checked here too.
 
 accelerate writes the model, optimizer and RNG states (including FSDP and DeepSpeed shards); this
 module only adds atomicity, rotation, the trainer state and the compatibility check on resume.
@@ -22,12 +23,15 @@ module only adds atomicity, rotation, the trainer state and the compatibility ch
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator
@@ -35,33 +39,15 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .config import UsageError, flag
+from .encode import Encoded
+from .errors import UsageError, flag
+from .options import must_match
+from .version import __version__
 
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".deleting-"
-
-# Settings that decide which batches a step sees, or what the saved weights mean. Resuming with
-# any of them changed would silently train a different run, so it is refused. Data files are
-# compared by content (a fingerprint of the encoded data), not by path, so they may move.
-MUST_MATCH = ("model", "eval_split", "format", "max_length", "epochs",
-              "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "scheduler", "loss",
-              "use_margin", "center_coef", "balance_per_prompt", "seed", "lora_r", "lora_alpha",
-              "lora_dropout", "lora_target_modules")
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM stopped the run after a checkpoint was written; ``exit_code`` is 128+signal."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class TrainingDiverged(UsageError):
-    """A non-finite loss or gradient: the run stops before the bad update is applied (exit 2)."""
-
 
 # --------------------------------------------------------------------------------------- finding
 
@@ -103,13 +89,88 @@ def remove_stale(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """Refuse to resume when a setting that shapes the run differs from the checkpoint's."""
-    diffs = [f"{flag(k)} {saved.get(k)!r} -> {current.get(k)!r}" for k in MUST_MATCH
+def check_compatible(saved: dict[str, Any], cfg: Any, where: Path) -> None:
+    """Refuse to resume when a setting that shapes the run differs from the checkpoint's.
+
+    The settings are the config fields declared ``must_match`` (`rewardkit.options`): which batches
+    a step sees, or what the saved weights mean. Data files are compared by content (the
+    fingerprint, `check_resume_data`), not by path, so they may move.
+    """
+    current = dataclasses.asdict(cfg)
+    diffs = [f"{flag(k)} {saved.get(k)!r} -> {current.get(k)!r}" for k in must_match(cfg)
              if k in saved and saved.get(k) != current.get(k)]
     if diffs:
         raise UsageError(f"--resume: {where} was written by a run with different settings; "
                          f"resume with the same ones or start over with --overwrite:\n  " + "\n  ".join(diffs))
+
+
+def check_resume(saved: dict[str, Any], cfg: Any, world: int, where: Path) -> None:
+    """The resume contract before any data is read: same settings, same number of processes."""
+    check_compatible(saved.get("config", {}), cfg, where)
+    if saved.get("num_processes", 1) != world:
+        raise UsageError(f"--resume: {where} was written by {saved.get('num_processes')} "
+                         f"process(es), this run has {world}; resume with the same number")
+
+
+def check_resume_data(saved: dict[str, Any], fingerprint: str, where: Path) -> None:
+    """The resume contract once the data is encoded: the same comparisons, to skip exactly those seen."""
+    if saved.get("fingerprint") != fingerprint:
+        raise UsageError(f"--resume: the data differs from the data {where} was trained on "
+                         "(same files and settings needed to skip exactly the pairs already seen)")
+
+
+def data_fingerprint(train_enc: list[Encoded], eval_enc: list[Encoded]) -> str:
+    """A cheap hash of the encoded data's shape: resuming on different data is refused."""
+    h = hashlib.sha256()
+    for part in (train_enc, eval_enc):
+        h.update(json.dumps([[len(s) for s in e.input_ids] + [e.prompt_len] for e in part]).encode())
+    return h.hexdigest()[:16]
+
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: exactly what ``trainer_state.json`` holds beside accelerate's files.
+
+    ``loss_sum``/``acc_sum``/``micro_batches`` accumulate the micro-batch losses and accuracies
+    since the last logged step; a resumed run continues the same sums.
+    """
+
+    step: int = 0
+    pairs_seen: int = 0
+    loss_sum: float = 0.0
+    acc_sum: float = 0.0
+    micro_batches: float = 0.0
+
+    def record(self, losses: list[float], accuracies: list[float], pairs: int) -> None:
+        """One optimizer step: its micro-batches' losses and accuracies, and the pairs it saw."""
+        self.step += 1
+        self.pairs_seen += pairs
+        self.loss_sum += sum(losses)
+        self.acc_sum += sum(accuracies)
+        self.micro_batches += len(losses)
+
+    @property
+    def running(self) -> list[float]:
+        return [self.loss_sum, self.acc_sum, self.micro_batches]
+
+    def reset_running(self) -> None:
+        self.loss_sum = self.acc_sum = self.micro_batches = 0.0
+
+    def to_json(self, running: list[float], **run: Any) -> dict[str, Any]:
+        """The trainer state file: this state (``running`` summed over processes) plus the run's facts."""
+        return {"step": self.step, "total_steps": run["total_steps"], "pairs_seen": self.pairs_seen,
+                "running": running, "num_processes": run["num_processes"], "fingerprint": run["fingerprint"],
+                "version": __version__, "config": run["config"]}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any], with_running: bool) -> "TrainState":
+        """The state of a checkpoint; ``with_running`` on the main process only (the sums were reduced)."""
+        loss, acc, count = (float(x) for x in saved["running"]) if with_running else (0.0, 0.0, 0.0)
+        return cls(int(saved["step"]), int(saved["pairs_seen"]), loss, acc, count)
+
+
+
 
 
 # --------------------------------------------------------------------------------------- writing

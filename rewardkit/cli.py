@@ -1,23 +1,28 @@
 """`rewardkit` command line: a table from subcommand to function.
 
-Exit codes: 0 success, 2 usage or data error (one clear message on stderr, no traceback), 1 an
-internal error (a bug: the traceback is printed).
+Every subcommand's flags are generated from its typed config (`rewardkit.config`): one flag per
+field, ``--help`` text from the field's documentation, sections from its group. Exit codes: 0
+success, 2 usage or data error (one clear message on stderr, no traceback), 1 an internal error
+(a bug: the traceback is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .config import TrainConfig, UsageError, build_config, field_type, flag
-from .data import FORMATS
-from .ratings import MODES, RatingOptions
+from .config import (DataCheckConfig, DataConvertConfig, EvalConfig, ExportConfig, ScoreConfig, TrainConfig,
+                     build_config, field_type)
+from .errors import DataError, RecordError, TrainingInterrupted, UsageError, flag
+
+GROUPS = ("model", "data", "training", "evaluation", "checkpoints", "speed")
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -33,25 +38,32 @@ def _quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per config field, help text from the field's documentation."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One argument per config field, help text from the field's documentation, grouped by section."""
+    sections = {g: parser.add_argument_group(g) for g in GROUPS
+                if any(f.metadata.get("group") == g for f in dataclasses.fields(cls))}
     for f in dataclasses.fields(cls):
-        kind = field_type(cls, f)
-        help_text = f.metadata.get("help", "")
+        meta = f.metadata
+        target = sections.get(meta.get("group"), parser)
+        if meta.get("positional"):
+            target.add_argument(f.name, metavar=meta.get("metavar"), help=meta.get("help"))
+            continue
+        names = [n for n in (meta.get("short"), meta.get("cli_name") or flag(f.name)) if n]
         default = f.default if f.default is not dataclasses.MISSING else None
-        if kind is bool:
-            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=f"{help_text} (default: {default})")
-        else:
-            optional = {"nargs": "?", "const": f.metadata["const"]} if "const" in f.metadata else {}
-            parser.add_argument(flag(f.name), type=str, default=argparse.SUPPRESS,
-                                choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar", f.name.upper()),
-                                help=f"{help_text} (default: {default})", **optional)
+        help_text = meta.get("help", "") + ("" if meta.get("required") else f" (default: {default})")
+        if field_type(cls, f) is bool:
+            target.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+            continue
+        optional = {"nargs": "?", "const": meta["const"]} if "const" in meta else {}
+        target.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS, choices=meta.get("choices"),
+                            metavar=meta.get("metavar", f.name.upper()), required=bool(meta.get("required")),
+                            help=help_text, **optional)
 
 
-def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+def _config(cls: type, args: argparse.Namespace, yaml_path: str | None = None) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    return build_config(cls, yaml_path, {k: v for k, v in vars(args).items() if k in names})
 
 
 def _print_metrics(m: dict[str, Any], title: str) -> None:
@@ -71,11 +83,19 @@ def _print_metrics(m: dict[str, Any], title: str) -> None:
         print(f"  section {name:<20} {v:.4f}")
 
 
+def _load_scorer(cfg: Any) -> Any:
+    _quiet_libraries()
+    from .scorer import RewardModel
+
+    return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
+                                       dtype=cfg.dtype)
+
+
 # --------------------------------------------------------------------------------------- commands
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = build_config(TrainConfig, args.config, _overrides(args, TrainConfig))
+    cfg = _config(TrainConfig, args, args.config)
     _quiet_libraries()
     from .train import train
 
@@ -96,71 +116,73 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    cfg = _config(ExportConfig, args)
     _quiet_libraries()
     from .export import export
 
-    out = export(args.source, args.output, merge=args.merge, overwrite=args.overwrite)
-    print(f"exported {args.source} -> {out}")
+    out = export(cfg.source, cfg.output, merge=cfg.merge, overwrite=cfg.overwrite)
+    print(f"exported {cfg.source} -> {out}")
     return 0
 
 
-def _load_scorer(model_dir: str, max_length: int | None = None, prefix_sharing: str = "auto",
-                 dtype: str | None = None) -> Any:
-    _quiet_libraries()
-    from .model import RewardModel
+def _sections(path: str | None, present: set[str | None], data: str) -> Any:
+    """The --sections mapping, validated; a note for subsets the data does not have."""
+    from .metrics import check_sections
 
-    return RewardModel.from_pretrained(model_dir, max_length=max_length, prefix_sharing=prefix_sharing,
-                                      dtype=dtype)
+    if not path:
+        return None
+    try:
+        sections = check_sections(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, ValueError) as e:
+        raise UsageError(f"--sections: cannot use {path}: {e}") from None
+    absent = sorted({s for m in sections.values() for s in m} - present)
+    if absent:
+        print(f"rewardkit: note: --sections subsets not in {data}: {', '.join(absent)}", file=sys.stderr)
+    return sections
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import describe_problems, load_comparisons
-    from .evaluate import check_sections, pair_metrics, pairs_of
+    from .data import load_comparisons
+    from .metrics import pair_metrics, pairs_of
+    from .records import describe_problems
 
-    if not Path(args.model_dir).is_dir():
-        raise UsageError(f"MODEL_DIR: {args.model_dir} is not a directory")
-    loaded = load_comparisons(args.data, args.format, args.skip_invalid)
+    cfg = _config(EvalConfig, args)
+    if not Path(cfg.model_dir).is_dir():
+        raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
+    loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
     if loaded.problems:
-        print(describe_problems(loaded.problems, args.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
-    sections = None
-    if args.sections:
-        try:
-            sections = check_sections(json.loads(Path(args.sections).read_text()))
-        except (OSError, json.JSONDecodeError, ValueError) as e:
-            raise UsageError(f"--sections: cannot use {args.sections}: {e}") from None
-        present = {c.subset for c in loaded.comparisons}
-        absent = sorted({s for m in sections.values() for s in m} - present)
-        if absent:
-            print(f"rewardkit: note: --sections subsets not in {args.data}: {', '.join(absent)}", file=sys.stderr)
-    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing, args.dtype)
+        print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
+    sections = _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
+    rm = _load_scorer(cfg)
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(loaded.comparisons), desc="score", disable=args.json, unit="cmp") as bar:
-        rewards = rm.score_comparisons(loaded.comparisons, args.batch_size, bar)
+    with tqdm(total=len(loaded.comparisons), desc="score", disable=cfg.json, unit="cmp") as bar:
+        rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
     metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
     metrics["skipped"] = len(loaded.problems)
-    if args.report:
+    if cfg.report:
         from .report import write_report
 
-        page = write_report(args.report, loaded.comparisons, rewards, metrics, title="Reward model evaluation",
-                            details={"model": args.model_dir, "data": args.data})
+        page = write_report(cfg.report, loaded.comparisons, rewards, metrics, title="Reward model evaluation",
+                            details={"model": cfg.model_dir, "data": cfg.data})
         print(f"report: {page}", file=sys.stderr)
-    if args.json:
+    if cfg.json:
         print(json.dumps(metrics))
     else:
-        _print_metrics(metrics, f"{args.data} ({metrics['pairs']} pairs):")
+        _print_metrics(metrics, f"{cfg.data} ({metrics['pairs']} pairs):")
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from .data import RecordError, iter_rows, parse_record
+def _score_jobs(path: str) -> list[tuple[str, dict[str, Any], Any]]:
+    """(kind, record, payload) per record of a file to score, in order; every bad record is listed."""
+    from .formats import parse_record
+    from .readers import iter_rows
 
-    rows = list(iter_rows(args.input)) if Path(args.input).is_file() else None
-    if rows is None:
-        raise UsageError(f"INPUT: no such file: {args.input}")
-    jobs: list[tuple[str, Any]] = []  # (kind, payload) per record, in order
+    if not Path(path).is_file():
+        raise UsageError(f"INPUT: no such file: {path}")
+    jobs: list[tuple[str, dict[str, Any], Any]] = []
     problems = []
-    for where, raw in rows:
+    for where, raw in iter_rows(path):
         try:
             if isinstance(raw, RecordError):
                 raise raw
@@ -169,213 +191,143 @@ def cmd_score(args: argparse.Namespace) -> int:
                 for name, v in (("prompt", prompt), ("response", response)):
                     if not isinstance(v, (str, list)) or not v:
                         raise RecordError(f"field '{name}' must be a non-empty string or message list")
-                jobs.append(("single", (prompt, response)))
+                jobs.append(("single", raw, (prompt, response)))
             else:
                 comps = parse_record(raw, "auto", where)
                 if len(comps) != 1:
                     raise RecordError("score takes one comparison per record (unwrap LMFlow 'instances' first)")
-                jobs.append(("group", comps[0]))
+                jobs.append(("group", raw, comps[0]))
         except RecordError as e:
             problems.append(f"{where}: {e}")
     if problems:
         more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise UsageError(f"{len(problems)} invalid record(s) in {args.input}:\n  " + "\n  ".join(problems[:5]) + more)
+        raise UsageError(f"{len(problems)} invalid record(s) in {path}:\n  " + "\n  ".join(problems[:5]) + more)
+    return jobs
 
-    rm = _load_scorer(args.model_dir, args.max_length, args.prefix_sharing, args.dtype)
-    encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, p in jobs]
+
+def cmd_score(args: argparse.Namespace) -> int:
+    cfg = _config(ScoreConfig, args)
+    jobs = _score_jobs(cfg.input)
+    rm = _load_scorer(cfg)
+    encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, _, p in jobs]
     from tqdm.auto import tqdm
 
     # stdout carries the records, so the bar (on stderr) shows only where someone watches it
-    with tqdm(total=len(encoded), desc="score", unit="rec",
-              disable=args.output is None and not sys.stderr.isatty()) as bar:
-        rewards = rm.rewards_for(encoded, args.batch_size, bar)
-    if args.normalize:
+    with tqdm(total=len(encoded), desc="score", unit="rec", disable=cfg.output is None and not sys.stderr.isatty()) as bar:
+        rewards = rm.rewards_for(encoded, cfg.batch_size, bar)
+    if cfg.normalize:
         rewards = [rm.normalize(r) for r in rewards]
-    out = open(args.output, "w") if args.output else sys.stdout
+    out = open(cfg.output, "w") if cfg.output else sys.stdout
     try:
-        for (where, raw), (kind, payload), r in zip(rows, jobs, rewards):
+        for (kind, raw, payload), r in zip(jobs, rewards):
             rec = dict(raw)
             if kind == "single":
                 rec["reward"] = r[0]
             elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):
                 rec["chosen_reward"], rec["rejected_reward"] = r
             else:  # rankings: one reward per response, in the record's own order
-                rec["rewards"] = _record_order(raw, r)
+                rec["rewards"] = payload.in_record_order(r)
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
     finally:
-        if args.output:
+        if cfg.output:
             out.close()
-    if args.output:
-        print(f"scored {len(jobs)} records -> {args.output}", file=sys.stderr)
+    if cfg.output:
+        print(f"scored {len(jobs)} records -> {cfg.output}", file=sys.stderr)
     return 0
-
-
-def _rating_options(args: argparse.Namespace) -> Any:
-    from .ratings import RatingOptions
-
-    return build_config(RatingOptions, None, _overrides(args, RatingOptions))
-
-
-def _record_order(raw: dict[str, Any], best_first: list[float]) -> list[float]:
-    """Rewards of a ranking record in the order its ``responses`` list them.
-
-    The loader orders a {responses, scores} record best first (highest score first, ties already
-    rejected); this undoes that so ``rewards[i]`` belongs to ``responses[i]``. An ordered
-    ``ranking`` record is already best first.
-    """
-    scores = raw.get("scores")
-    if "responses" not in raw or not isinstance(scores, list):
-        return best_first
-    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))  # the loader's order
-    out = [0.0] * len(order)
-    for rank, i in enumerate(order):
-        out[i] = best_first[rank]
-    return out
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     from .data import load_comparisons
-    from .stats import data_report, print_report
+    from .datacheck import data_report, print_report
 
-    loaded = load_comparisons(args.file, args.format, skip_invalid=True, ratings=_rating_options(args))
-    report = data_report(loaded, args.file)
-    if args.json:
+    cfg = _config(DataCheckConfig, args)
+    loaded = load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg)
+    report = data_report(loaded, cfg.file)
+    if cfg.json:
         print(json.dumps(report))
     else:
         print_report(report)
-    return 2 if report["invalid"] and args.strict else 0
+    return 2 if report["invalid"] and cfg.strict else 0
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
     """Any supported input -> explicit JSONL: pair records and/or ranking records."""
-    import gzip
+    from .data import load_comparisons
+    from .formats import comparison_records
 
-    from .data import comparison_records, describe_dropped, describe_problems, load_comparisons
-
-    opts = _rating_options(args)
-    fmt = {"auto": "auto", "ratings": "ratings", "rankings": "rankings", "votes": "votes"}[args.from_format]
-    if Path(args.output).resolve() == Path(args.input).resolve():
+    cfg = _config(DataConvertConfig, args)
+    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
         raise UsageError("-o/--output must differ from INPUT")
-    loaded = load_comparisons(args.input, fmt, args.skip_invalid, ratings=opts)
-    if loaded.problems:
-        print(describe_problems(loaded.problems, args.input) + "\n(skipped: --skip-invalid)", file=sys.stderr)
-    for note in loaded.notes:
-        print(note, file=sys.stderr)
-    if loaded.dropped:
-        print(describe_dropped(loaded.dropped, args.input), file=sys.stderr)
-    records = [r for c in loaded.comparisons for r in comparison_records(c, args.to, opts.margin_scale)]
+    loaded = load_comparisons(cfg.input, cfg.from_format, cfg.skip_invalid, ratings=cfg)
+    for message in loaded.messages(cfg.input):
+        print(message, file=sys.stderr)
+    records = [r for c in loaded.comparisons for r in comparison_records(c, cfg.to, cfg.margin_scale)]
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     try:
-        if args.output.endswith(".gz"):
-            with gzip.open(args.output, "wt", encoding="utf-8") as f:
+        if cfg.output.endswith(".gz"):
+            with gzip.open(cfg.output, "wt", encoding="utf-8") as f:
                 f.write(text)
         else:
-            Path(args.output).write_text(text, encoding="utf-8")
+            Path(cfg.output).write_text(text, encoding="utf-8")
     except OSError as e:
-        raise UsageError(f"-o/--output: cannot write {args.output}: {e.strerror}") from None
+        raise UsageError(f"-o/--output: cannot write {cfg.output}: {e.strerror}") from None
     pairs = sum("chosen" in r for r in records)
     print(f"wrote {len(records)} records ({pairs} pairs, {len(records) - pairs} rankings) from "
-          f"{loaded.records} input records to {args.output}; {len(loaded.dropped)} without a preference, "
+          f"{loaded.records} input records to {cfg.output}; {len(loaded.dropped)} without a preference, "
           f"{len(loaded.problems)} invalid", file=sys.stderr)
     return 0
 
 
 # --------------------------------------------------------------------------------------- parser
 
-
-def _add_inference_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by every command that scores with a trained model."""
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="weights' dtype for inference (bf16 halves GPU memory; default: as saved)")
-    p.add_argument("--prefix-sharing", choices=["auto", "on", "off"], default="auto",
-                   help="encode each comparison's prompt once (decoders; same rewards, fewer tokens)")
+# subcommand -> (config, function, one-line help, description)
+COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] = {
+    "train": (TrainConfig, cmd_train, "train a reward model (no arguments: the quickstart)",
+              "Train a reward model. With no arguments: MiniLM-L6 on the bundled hh-rlhf sample. Every option "
+              "can also be set in --config FILE.yaml."),
+    "eval": (EvalConfig, cmd_eval, "accuracy, margins, calibration and length bias on preference data",
+             "Evaluate a trained reward model on preference data."),
+    "score": (ScoreConfig, cmd_score, "add rewards to every record of a file",
+              "Score records: {prompt, response} gets 'reward'; pairs get 'chosen_reward' and 'rejected_reward'; "
+              "rankings get 'rewards'."),
+    "export": (ExportConfig, cmd_export, "turn a checkpoint or LoRA adapter into a loadable model",
+               "Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a model directory, or merge a LoRA "
+               "adapter into plain transformers weights."),
+}
+DATA_COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] = {
+    "check": (DataCheckConfig, cmd_data_check, "counts, lengths, duplicates, invalid records",
+              "Report counts, length statistics, duplicates, how often the chosen response is longer, pairs per "
+              "prompt and invalid records."),
+    "convert": (DataConvertConfig, cmd_data_convert, "write any preference input as explicit pairs/rankings JSONL",
+                "Convert a rating table, rankings, votes or any pair shape into explicit JSONL: {prompt, chosen, "
+                "rejected[, margin]} pairs and {prompt, responses, scores} or {prompt, ranking} rankings. Prompts "
+                "and records that give no preference are reported on stderr."),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
     from .version import __version__
 
+    parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
     parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("train", help="train a reward model (no arguments: the quickstart)",
-                       description="Train a reward model. With no arguments: MiniLM-L6 on the bundled "
-                                   "hh-rlhf sample. Every option can also be set in --config FILE.yaml.")
-    p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
-    _add_config_flags(p, TrainConfig)
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="accuracy, margins, calibration and length bias on preference data",
-                       description="Evaluate a trained reward model on preference data.")
-    p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("data", metavar="DATA", help="preference file or HF dataset id")
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    p.add_argument("--format", default="auto", choices=list(FORMATS))
-    p.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
-    p.add_argument("--sections", metavar="FILE",
-                   help='JSON {section: {subset: weight}} or {section: [subset, ...]} (weights = pair '
-                        'counts) for RewardBench-style section scores')
-    p.add_argument("--report", metavar="DIR",
-                   help="also write DIR/report.html with reward histograms, a reliability diagram and "
-                        "margin vs length plots (PNGs beside it; opens offline)")
-    _add_inference_flags(p)
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("score", help="add rewards to every record of a file",
-                       description="Score records: {prompt, response} gets 'reward'; pairs get "
-                                   "'chosen_reward' and 'rejected_reward'; rankings get 'rewards'.")
-    p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("input", metavar="INPUT")
-    p.add_argument("-o", "--output", metavar="OUTPUT", help="JSONL output file (default: stdout)")
-    p.add_argument("--normalize", action="store_true", help="(r - mean) / std with the stored statistics")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None, help="override the trained max length")
-    _add_inference_flags(p)
-    p.set_defaults(func=cmd_score)
-
-    p = sub.add_parser("export", help="turn a checkpoint or LoRA adapter into a loadable model",
-                       description="Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a model "
-                                   "directory, or merge a LoRA adapter into plain transformers weights.")
-    p.add_argument("source", metavar="CKPT_OR_ADAPTER_DIR")
-    p.add_argument("-o", "--output", metavar="OUT", required=True, help="directory to write")
-    p.add_argument("--merge", action="store_true",
-                   help="LoRA: fold the adapter into the base weights (loads without peft)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("data", help="inspect preference data", description="Inspect preference data.")
-    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    c = data_sub.add_parser("check", help="counts, lengths, duplicates, invalid records",
-                            description="Report counts, length statistics, duplicates, how often the "
-                                        "chosen response is longer, pairs per prompt and invalid records.")
-    c.add_argument("file", metavar="FILE")
-    c.add_argument("--format", default="auto", choices=list(FORMATS))
-    c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.add_argument("--strict", action="store_true", help="exit 2 when any record is invalid")
-    _add_config_flags(c, RatingOptions)
-    c.set_defaults(func=cmd_data_check)
-
-    c = data_sub.add_parser("convert", help="write any preference input as explicit pairs/rankings JSONL",
-                            description="Convert a rating table, rankings, votes or any pair shape into "
-                                        "explicit JSONL: {prompt, chosen, rejected[, margin]} pairs and "
-                                        "{prompt, responses, scores} or {prompt, ranking} rankings. Prompts "
-                                        "and records that give no preference are reported on stderr.")
-    c.add_argument("input", metavar="INPUT")
-    c.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="JSONL file to write (.gz compresses)")
-    c.add_argument("--from", dest="from_format", default="auto", choices=["auto", "ratings", "rankings", "votes"],
-                   help="input shape (default: auto, which detects a rating table from its columns)")
-    c.add_argument("--to", default="auto", choices=["auto", "pairs", "rankings"],
-                   help="auto: 2-response comparisons as pairs, longer ones as rankings; pairs: rankings "
-                        "expanded into all C(K,2) pairs (margin = score gap x --margin-scale); rankings: "
-                        "every comparison as a ranking record")
-    c.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
-    _add_config_flags(c, RatingOptions)
-    c.add_argument("--mode", dest="ratings_mode", default=argparse.SUPPRESS, choices=list(MODES),
-                   help="alias of --ratings-mode")
-    c.set_defaults(func=cmd_data_convert)
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    for name, (cls, func, short, description) in COMMANDS.items():
+        p = sub.add_parser(name, help=short, description=description)
+        if cls is TrainConfig:
+            p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
+        add_config_flags(p, cls)
+        p.set_defaults(func=func)
+    data = sub.add_parser("data", help="inspect preference data", description="Inspect preference data.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    for name, (cls, func, short, description) in DATA_COMMANDS.items():
+        p = data_sub.add_parser(name, help=short, description=description)
+        add_config_flags(p, cls)
+        p.set_defaults(func=func)
+        if cls is DataConvertConfig:
+            p.add_argument("--mode", dest="ratings_mode", default=argparse.SUPPRESS,
+                           choices=[f.metadata["choices"] for f in dataclasses.fields(cls)
+                                    if f.name == "ratings_mode"][0], help="alias of --ratings-mode")
+    data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
     return parser
 
 
@@ -385,9 +337,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .checkpoint import TrainingInterrupted
-    from .data import DataError
-
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as e:

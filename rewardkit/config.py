@@ -1,8 +1,11 @@
-"""Typed configs, one per workflow.
+"""Typed configs, one per workflow: train, eval, score, export, data check, data convert.
 
-Each field is documented once, in its ``help`` metadata; the CLI builds its flags (``--train-data``
-for ``train_data``) and ``--help`` text from these dataclasses, and ``--config FILE.yaml`` fills the
-same fields. Precedence: dataclass default < YAML file < command-line flag.
+Each field is documented once, in its metadata (`rewardkit.options`); the CLI builds its flags
+(``--train-data`` for ``train_data``), their ``--help`` sections and text from these dataclasses,
+``--config FILE.yaml`` fills the same fields, and ``--resume`` reads which fields must match.
+Settings several commands share are declared once and reused (`ScorerOptions` for everything that
+scores with a trained model; `same_option` for single fields). Precedence: dataclass default <
+YAML file < command-line flag.
 """
 
 from __future__ import annotations
@@ -16,113 +19,134 @@ from typing import Any
 import yaml
 
 from .errors import UsageError, flag
-from .ratings import RatingOptions, options_from, rating_field
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+from .formats import FORMATS
+from .options import option, same_option
+from .ratings import RatingOptions, options_from
 
 
 @dataclass
 class TrainConfig:
     """Everything `rewardkit train` needs. Defaults reproduce the quickstart."""
 
-    model: str | None = field(default=None, metadata=_help(
-        "Hugging Face model id or local directory of the backbone. Default: the bundled MiniLM-L6."))
-    train_data: str | None = field(default=None, metadata=_help(
+    # ---- model: the backbone, and LoRA
+    model: str | None = option(
+        "Hugging Face model id or local directory of the backbone. Default: the bundled MiniLM-L6.",
+        None, group="model", must_match=True)
+    dropout: bool = option(
+        "Keep the backbone's dropout. Off by default: dropout adds noise to reward differences.",
+        False, group="model")
+    lora_r: int = option(
+        "LoRA rank (0: train all weights). The score head trains in full and is saved with the "
+        "adapter.", 0, group="model", must_match=True)
+    lora_alpha: float = option("LoRA scaling alpha (0: 2 * --lora-r).", 0.0, group="model", must_match=True)
+    lora_dropout: float = option("Dropout on the LoRA path.", 0.0, group="model", must_match=True)
+    lora_target_modules: str | None = option(
+        "Comma-separated module names to adapt (default all-linear: every linear layer but the head).",
+        None, group="model", must_match=True)
+    merge: bool = option(
+        "LoRA runs: also write merged weights that plain transformers loads to OUTPUT_DIR/merged.",
+        False, group="model")
+
+    # ---- data: what to train and evaluate on
+    train_data: str | None = option(
         "Preference file (.jsonl/.json/.csv/.parquet, optionally .gz) or HF dataset id "
-        "org/name[:split]. Default: the bundled hh-rlhf sample."))
-    eval_data: str | None = field(default=None, metadata=_help(
-        "Separate held-out preference file. When given, --eval-split is ignored."))
-    eval_split: float | None = field(default=None, metadata=_help(
-        "Fraction of prompts held out for evaluation (prompt-disjoint, seeded); 0 trains on everything. "
-        "Default: 0.1 of the bundled quickstart sample; 0 with --train-data, so every pair you give is "
-        "trained on (hold some out with this flag or --eval-data)."))
-    format: str = field(default="auto", metadata=_help(
-        "Record shape: auto, explicit, implicit, conversational, rankings, votes or ratings (auto detects "
-        "per record, and a rating table from its columns).",
-        choices=["auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings"]))
-    skip_invalid: bool = field(default=False, metadata=_help(
-        "Skip invalid records (reported with file:line and counted) instead of failing."))
-    output_dir: str = field(default="rewardkit-out", metadata=_help(
-        "Directory for the trained model, tokenizer, metrics.jsonl and eval results."))
-    overwrite: bool = field(default=False, metadata=_help(
-        "Start over in an output directory that already holds a trained model or an unfinished run "
-        "(its checkpoints are deleted)."))
-    max_length: int = field(default=512, metadata=_help(
-        "Maximum tokens per prompt+response. Longer pairs lose their oldest prompt tokens, never "
-        "the response's end, and are never dropped."))
-    epochs: float = field(default=1.0, metadata=_help(
-        "Passes over the training data (fractions allowed). Reward models overfit on a second."))
-    batch_size: int = field(default=16, metadata=_help(
-        "Comparisons (pairs or rankings) per optimizer micro-batch."))
-    eval_batch_size: int = field(default=32, metadata=_help("Comparisons per evaluation batch."))
-    grad_accum: int = field(default=1, metadata=_help("Micro-batches accumulated per optimizer step."))
-    lr: float = field(default=1e-4, metadata=_help("Peak AdamW learning rate."))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
-    warmup_ratio: float = field(default=0.05, metadata=_help(
-        "Fraction of optimizer steps spent warming the learning rate up from 0."))
-    scheduler: str = field(default="linear", metadata=_help(
-        "Learning-rate decay after warmup.", choices=["linear", "cosine", "constant"]))
-    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm; 0 disables."))
-    loss: str = field(default="bt", metadata=_help(
+        "org/name[:split]. Default: the bundled hh-rlhf sample.", None, group="data")
+    eval_data: str | None = option(
+        "Separate held-out preference file. When given, --eval-split is ignored.", None, group="data")
+    eval_split: float | None = option(
+        "Fraction of prompts held out for evaluation (prompt-disjoint, seeded); 0 trains on "
+        "everything. Default: 0.1 of the bundled quickstart sample; 0 with --train-data, so every "
+        "pair you give is trained on (hold some out with this flag or --eval-data).",
+        None, group="data", must_match=True)
+    format: str = option(
+        "Record shape: auto, explicit, implicit, conversational, rankings, votes or ratings (auto "
+        "detects per record, and a rating table from its columns).",
+        "auto", group="data", must_match=True, choices=list(FORMATS))
+    skip_invalid: bool = option(
+        "Skip invalid records (reported with file:line and counted) instead of failing.", False, group="data")
+    max_length: int = option(
+        "Maximum tokens per prompt+response. Longer pairs lose their oldest prompt tokens, never the "
+        "response's end, and are never dropped.", 512, group="data", must_match=True)
+    # rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions
+    prompt_column: str | None = same_option(RatingOptions, "prompt_column")
+    response_column: str | None = same_option(RatingOptions, "response_column")
+    score_column: str | None = same_option(RatingOptions, "score_column")
+    ratings_mode: str = same_option(RatingOptions, "ratings_mode")
+    hi: float | None = same_option(RatingOptions, "hi")
+    lo: float | None = same_option(RatingOptions, "lo")
+    min_gap: float = same_option(RatingOptions, "min_gap")
+    margin_scale: float = same_option(RatingOptions, "margin_scale")
+
+    # ---- training: the objective and the optimizer
+    epochs: float = option(
+        "Passes over the training data (fractions allowed). Reward models overfit on a second.",
+        1.0, group="training", must_match=True)
+    batch_size: int = option(
+        "Comparisons (pairs or rankings) per optimizer micro-batch.", 16, group="training", must_match=True)
+    grad_accum: int = option("Micro-batches accumulated per optimizer step.", 1, group="training", must_match=True)
+    lr: float = option("Peak AdamW learning rate.", 1e-4, group="training", must_match=True)
+    weight_decay: float = option("AdamW weight decay.", 0.0, group="training", must_match=True)
+    warmup_ratio: float = option(
+        "Fraction of optimizer steps spent warming the learning rate up from 0.",
+        0.05, group="training", must_match=True)
+    scheduler: str = option(
+        "Learning-rate decay after warmup.",
+        "linear", group="training", must_match=True, choices=["linear", "cosine", "constant"])
+    max_grad_norm: float = option("Gradient clipping norm; 0 disables.", 1.0, group="training")
+    loss: str = option(
         "bt: Bradley-Terry on every pair of a comparison; pl: Plackett-Luce over whole rankings.",
-        choices=["bt", "pl"]))
-    use_margin: bool = field(default=True, metadata=_help(
-        "Use a record's `margin` (or score gaps of rankings) in -logsigmoid(r_c - r_r - m)."))
-    center_coef: float = field(default=0.0, metadata=_help(
-        "Reward-centering coefficient: adds coef * mean((r_c + r_r)^2) to keep rewards near 0."))
-    balance_per_prompt: bool = field(default=False, metadata=_help(
-        "Keep all comparisons of a prompt in one batch and weight its pairs to sum to 1: 1/C(K,2) each "
-        "for a K-way ranking, 1/n for n pairs sharing a prompt (InstructGPT), so prompts with many "
-        "responses do not dominate. --batch-size then counts prompts. Affects --loss bt; pl already "
-        "has one term per ranking."))
-    dropout: bool = field(default=False, metadata=_help(
-        "Keep the backbone's dropout. Off by default: dropout adds noise to reward differences."))
-    precision: str = field(default="auto", metadata=_help(
+        "bt", group="training", must_match=True, choices=["bt", "pl"])
+    use_margin: bool = option(
+        "Use a record's `margin` (or score gaps of rankings) in -logsigmoid(r_c - r_r - m).",
+        True, group="training", must_match=True)
+    center_coef: float = option(
+        "Reward-centering coefficient: adds coef * mean((r_c + r_r)^2) to keep rewards near 0.",
+        0.0, group="training", must_match=True)
+    balance_per_prompt: bool = option(
+        "Keep all comparisons of a prompt in one batch and weight its pairs to sum to 1: 1/C(K,2) "
+        "each for a K-way ranking, 1/n for n pairs sharing a prompt (InstructGPT), so prompts with "
+        "many responses do not dominate. --batch-size then counts prompts. Affects --loss bt; pl "
+        "already has one term per ranking.", False, group="training", must_match=True)
+    precision: str = option(
         "auto: bf16 autocast where the hardware supports it, else fp32.",
-        choices=["auto", "bf16", "fp32"]))
-    prefix_sharing: str = field(default="auto", metadata=_help(
-        "Encode each comparison's prompt once and let every response attend to it (decoders only; "
-        "same rewards, fewer tokens). auto: on for decoders that pass a startup check; on: fail if "
-        "unsupported; off: one full row per response.", choices=["auto", "on", "off"]))
-    seed: int = field(default=0, metadata=_help("Seed for the split, shuffling and initialisation."))
-    eval_steps: int = field(default=0, metadata=_help(
-        "Evaluate every N optimizer steps (0: only at the end)."))
-    save_steps: int = field(default=0, metadata=_help(
+        "auto", group="training", choices=["auto", "bf16", "fp32"])
+    seed: int = option("Seed for the split, shuffling and initialisation.", 0, group="training", must_match=True)
+
+    # ---- evaluation: held-out metrics and logging
+    eval_batch_size: int = option("Comparisons per evaluation batch.", 32, group="evaluation")
+    eval_steps: int = option("Evaluate every N optimizer steps (0: only at the end).", 0, group="evaluation")
+    logging_steps: int = option(
+        "Write training loss to metrics.jsonl every N optimizer steps.", 10, group="evaluation")
+
+    # ---- checkpoints: the output directory, checkpoints and resume
+    output_dir: str = option(
+        "Directory for the trained model, tokenizer, metrics.jsonl and eval results.",
+        "rewardkit-out", group="checkpoints")
+    overwrite: bool = option(
+        "Start over in an output directory that already holds a trained model or an unfinished run "
+        "(its checkpoints are deleted).", False, group="checkpoints")
+    save_steps: int = option(
         "Write a checkpoint (model, optimizer, scheduler, RNG, data position) to "
-        "OUTPUT_DIR/checkpoint-STEP every N optimizer steps (0: only when stopped by SIGINT/SIGTERM)."))
-    save_total_limit: int = field(default=2, metadata=_help(
-        "Keep only the newest N checkpoints (0: keep all)."))
-    resume: str | None = field(default=None, metadata=_help(
+        "OUTPUT_DIR/checkpoint- STEP every N optimizer steps (0: only when stopped by "
+        "SIGINT/SIGTERM).", 0, group="checkpoints")
+    save_total_limit: int = option("Keep only the newest N checkpoints (0: keep all).", 2, group="checkpoints")
+    resume: str | None = option(
         "Continue a stopped run: from the newest complete checkpoint in --output-dir, or from the "
         "checkpoint directory PATH. Pairs already seen are skipped; settings must match.",
-        const="latest", metavar="PATH"))
-    lora_r: int = field(default=0, metadata=_help(
-        "LoRA rank (0: train all weights). The score head trains in full and is saved with the adapter."))
-    lora_alpha: float = field(default=0.0, metadata=_help("LoRA scaling alpha (0: 2 * --lora-r)."))
-    lora_dropout: float = field(default=0.0, metadata=_help("Dropout on the LoRA path."))
-    lora_target_modules: str | None = field(default=None, metadata=_help(
-        "Comma-separated module names to adapt (default all-linear: every linear layer but the head)."))
-    merge: bool = field(default=False, metadata=_help(
-        "LoRA runs: also write merged weights that plain transformers loads to OUTPUT_DIR/merged."))
-    gradient_checkpointing: bool = field(default=False, metadata=_help(
-        "Recompute activations in the backward pass: less memory for about a third more compute."))
-    pass_tokens: int | None = field(default=None, metadata=_help(
-        "Cap on padded tokens (rows x longest row) per forward/backward pass: a longer micro-batch runs "
-        "as several passes of whole comparisons whose gradients add up to the batch's own (same loss, "
-        "less peak memory). Default 8192 on CPU, off on GPU; 0: off."))
-    logging_steps: int = field(default=10, metadata=_help(
-        "Write training loss to metrics.jsonl every N optimizer steps."))
-    # Rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions.
-    prompt_column: str | None = rating_field("prompt_column")
-    response_column: str | None = rating_field("response_column")
-    score_column: str | None = rating_field("score_column")
-    ratings_mode: str = rating_field("ratings_mode")
-    hi: float | None = rating_field("hi")
-    lo: float | None = rating_field("lo")
-    min_gap: float = rating_field("min_gap")
-    margin_scale: float = rating_field("margin_scale")
+        None, group="checkpoints", const="latest", metavar="PATH")
+
+    # ---- speed: exact speed paths and memory
+    prefix_sharing: str = option(
+        "Encode each comparison's prompt once and let every response attend to it (decoders only; "
+        "same rewards, fewer tokens). auto: on for decoders that pass a startup check; on: fail if "
+        "unsupported; off: one full row per response.", "auto", group="speed", choices=["auto", "on", "off"])
+    gradient_checkpointing: bool = option(
+        "Recompute activations in the backward pass: less memory for about a third more compute.",
+        False, group="speed")
+    pass_tokens: int | None = option(
+        "Cap on padded tokens (rows x longest row) per forward/backward pass: a longer micro-batch "
+        "runs as several passes of whole comparisons whose gradients add up to the batch's own (same "
+        "loss, less peak memory). Default 8192 on CPU, off on GPU; 0: off.", None, group="speed")
 
     def held_out_fraction(self) -> float:
         """--eval-split as given, else 0.1 for the quickstart's bundled data and 0 for the user's own."""
@@ -165,15 +189,106 @@ class TrainConfig:
             (not self.merge or self.lora_r > 0, "merge", "only applies to LoRA runs (set --lora-r)"),
             (not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite"),
         ]
-        for ok, name, why in checks:
-            if not ok:
-                raise UsageError(f"{flag(name)} {why} (got {getattr(self, name)!r})")
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise UsageError(f"{flag(f.name)} must be one of {', '.join(choices)} "
-                                 f"(got {getattr(self, f.name)!r})")
+        check(self, checks)
         self.rating_options().validate()
+
+
+def check(cfg: Any, checks: list[tuple[bool, str, str]]) -> None:
+    """Raise UsageError for the first failed (ok, field, why) check, then for a value not in a
+    field's ``choices``; the message names the flag and the value."""
+    for ok, name, why in checks:
+        if not ok:
+            raise UsageError(f"{flag(name)} {why} (got {getattr(cfg, name)!r})")
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value is not None and value not in choices:
+            raise UsageError(f"{flag(f.name)} must be one of {', '.join(choices)} (got {value!r})")
+
+
+# ------------------------------------------------------------------ commands that use a trained model
+
+
+@dataclass
+class ScorerOptions:
+    """How a trained model is loaded and run: shared by `eval`, `score` (and the server)."""
+
+    model_dir: str = option("Directory written by `rewardkit train` or `rewardkit export` (full or LoRA).",
+                            "", positional=True, metavar="MODEL_DIR")
+    batch_size: int = option("Comparisons per scoring batch.", 32)
+    max_length: int | None = option("Override the trained max length.", None)
+    dtype: str | None = option(
+        "Weights' dtype for inference (bf16 halves GPU memory; auto: bf16 where the hardware has native "
+        "bf16, else fp32; default: as saved).", None, choices=["auto", "fp32", "bf16", "fp16"])
+    prefix_sharing: str = same_option(TrainConfig, "prefix_sharing", group=None)
+
+    def validate(self) -> None:
+        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1"),
+                     (self.max_length is None or self.max_length >= 8, "max_length", "must be at least 8")])
+
+
+@dataclass
+class EvalConfig(ScorerOptions):
+    """`rewardkit eval MODEL_DIR DATA`."""
+
+    data: str = option("Preference file or HF dataset id.", "", positional=True, metavar="DATA")
+    json: bool = option("Print exactly one JSON object on stdout.", False)
+    format: str = same_option(TrainConfig, "format", group=None, must_match=False)
+    skip_invalid: bool = option("Skip invalid records instead of failing.", False)
+    sections: str | None = option(
+        "JSON {section: {subset: weight}} or {section: [subset, ...]} (weights = pair counts) for "
+        "RewardBench-style section scores.", None, metavar="FILE")
+    report: str | None = option(
+        "Also write DIR/report.html with reward histograms, a reliability diagram and margin vs length "
+        "plots (PNGs beside it; opens offline).", None, metavar="DIR")
+
+
+@dataclass
+class ScoreConfig(ScorerOptions):
+    """`rewardkit score MODEL_DIR INPUT`."""
+
+    input: str = option("JSONL/JSON/CSV/parquet records to score.", "", positional=True, metavar="INPUT")
+    output: str | None = option("JSONL output file (default: stdout).", None, short="-o", metavar="OUTPUT")
+    normalize: bool = option("(r - mean) / std with the stored statistics.", False)
+
+
+@dataclass
+class ExportConfig:
+    """`rewardkit export CKPT_OR_ADAPTER_DIR -o OUT`."""
+
+    source: str = option("A checkpoint directory (OUTPUT_DIR/checkpoint-N) or a LoRA output directory.", "",
+                         positional=True, metavar="CKPT_OR_ADAPTER_DIR")
+    output: str = option("Directory to write.", "", short="-o", metavar="OUT", required=True)
+    merge: bool = option("LoRA: fold the adapter into the base weights (loads without peft).", False)
+    overwrite: bool = option("Replace OUT if it exists.", False)
+
+
+# ------------------------------------------------------------------ data commands
+
+
+@dataclass
+class DataCheckConfig(RatingOptions):
+    """`rewardkit data check FILE`."""
+
+    file: str = option("Preference file or HF dataset id.", "", positional=True, metavar="FILE")
+    format: str = same_option(TrainConfig, "format", group=None, must_match=False)
+    json: bool = option("Print one JSON object.", False)
+    strict: bool = option("Exit 2 when any record is invalid.", False)
+
+
+@dataclass
+class DataConvertConfig(RatingOptions):
+    """`rewardkit data convert INPUT -o OUTPUT`."""
+
+    input: str = option("Preference file, rankings, votes or rating table.", "", positional=True, metavar="INPUT")
+    output: str = option("JSONL file to write (.gz compresses).", "", short="-o", metavar="OUTPUT", required=True)
+    from_format: str = option("Input shape (default: auto, which detects a rating table from its columns).",
+                              "auto", cli_name="--from", choices=["auto", "ratings", "rankings", "votes"])
+    to: str = option(
+        "auto: 2-response comparisons as pairs, longer ones as rankings; pairs: rankings expanded into all "
+        "C(K,2) pairs (margin = score gap x --margin-scale); rankings: every comparison as a ranking record.",
+        "auto", choices=["auto", "pairs", "rankings"])
+    skip_invalid: bool = option("Skip invalid records instead of failing.", False)
 
 
 def field_type(cls: type, f: dataclasses.Field) -> type:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import Comparison, Text
+from .records import Comparison, Text
 
 _ROLE_NAMES = {"user": "Human", "assistant": "Assistant", "system": "System"}
 

@@ -23,6 +23,18 @@ class NoPreference(RecordError):
     """A valid record that prefers neither response (e.g. tied votes): counted, never fatal."""
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after a checkpoint was written; ``exit_code`` is 128+signal."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class TrainingDiverged(UsageError):
+    """A non-finite loss or gradient: the run stops before the bad update is applied (exit 2)."""
+
+
 def flag(name: str) -> str:
     """The command-line spelling of a config field: train_data -> --train-data."""
     return "--" + name.replace("_", "-")

@@ -15,10 +15,12 @@ import shutil
 from pathlib import Path
 
 from .version import __version__
+from .artifacts import is_adapter_dir, merge_adapter, save_adapter, save_model
+from .backbone import load_backbone
 from .checkpoint import STATE_FILE, checkpoint_weights, read_state
-from .config import TrainConfig, UsageError
-from .lora import apply_lora, is_adapter_dir, merge_adapter, save_adapter
-from .model import load_backbone, save_model
+from .config import TrainConfig
+from .errors import UsageError
+from .lora import apply_lora
 
 
 def export(src: str | Path, out: str | Path, merge: bool = False, overwrite: bool = False) -> Path:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .batching import Batch
 
 
 def bradley_terry(better: torch.Tensor, worse: torch.Tensor, margin: torch.Tensor | None = None,
@@ -31,14 +36,14 @@ def center_penalty(better: torch.Tensor, worse: torch.Tensor, weight: torch.Tens
     return (sq * weight).sum() / weight.sum()
 
 
-def plackett_luce(rewards: torch.Tensor, group_sizes: torch.Tensor) -> torch.Tensor:
-    """Mean over groups of the Plackett-Luce negative log-likelihood of each full ranking.
+def plackett_luce(rewards: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Mean over rankings of the Plackett-Luce negative log-likelihood of each full ranking.
 
-    ``rewards`` is flat, group after group, each group best first. For one ranking
+    ``rewards`` is flat, ranking after ranking (``sizes`` responses each), each best first. For one ranking
     ``r_1 > ... > r_K``: ``-sum_k [r_k - logsumexp(r_k..r_K)]``. For K = 2 this is exactly
     ``-logsigmoid(r_1 - r_2)``, Bradley-Terry.
     """
-    sizes = group_sizes.tolist()
+    sizes = sizes.tolist()
     kmax = max(sizes)
     padded = rewards.new_full((len(sizes), kmax), -1e9)  # finite: keeps gradients NaN-free
     valid = torch.zeros((len(sizes), kmax), dtype=torch.bool, device=rewards.device)
@@ -51,3 +56,26 @@ def plackett_luce(rewards: torch.Tensor, group_sizes: torch.Tensor) -> torch.Ten
     tail = torch.logcumsumexp(padded.flip(-1), dim=-1).flip(-1)
     terms = torch.where(valid, padded - tail, torch.zeros_like(padded))
     return -(terms.sum(-1)).mean()
+
+
+def batch_loss(rewards: torch.Tensor, batch: "Batch", loss: str, center_coef: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, pairwise accuracy) of one batch: ``loss`` "bt" (Bradley-Terry) or "pl" (Plackett-Luce),
+    plus ``center_coef`` times the centering penalty."""
+    better, worse = rewards[batch.pair_better], rewards[batch.pair_worse]
+    if loss == "pl":
+        value = plackett_luce(rewards, batch.sizes)
+    else:
+        value = bradley_terry(better, worse, batch.pair_margin, batch.pair_weight)
+    if center_coef:
+        value = value + center_coef * center_penalty(better, worse, batch.pair_weight)
+    return value, (better > worse).float().mean()
+
+
+def loss_denominator(batch: "Batch", loss: str) -> float:
+    """What `batch_loss` divides by: its pairs' total weight, or its rankings under "pl".
+
+    A micro-batch run in several passes weights each pass's mean loss by its share of this, so the
+    gradients add up to those of the whole batch's mean.
+    """
+    return float(batch.num_comparisons) if loss == "pl" else float(batch.pair_weight.sum())

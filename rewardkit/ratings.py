@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Iterable, Iterator
 
-from .data import Comparison, DataError, Loaded, Problem, RecordError, Text, _check_text
+from .errors import DataError, RecordError, UsageError, flag
+from .formats import check_text
+from .records import Comparison, Loaded, Problem, Text
 
 PROMPT_COLUMNS = ("prompt", "question", "instruction", "query")
 RESPONSE_COLUMNS = ("response", "answer", "completion", "output")
@@ -44,39 +46,33 @@ _PAIR_COLUMNS = {"chosen", "rejected", "positive", "negative", "response_j", "re
 PREVIEW_CHARS = 40
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class RatingOptions:
     """How a rating table becomes pairs. `TrainConfig` carries the same fields (same help text)."""
 
-    prompt_column: str | None = field(default=None, metadata=_help(
+    prompt_column: str | None = field(default=None, metadata=dict(group="data", help=
         "Rating tables: column holding the prompt. Default: the first of "
         + "/".join(PROMPT_COLUMNS) + " present."))
-    response_column: str | None = field(default=None, metadata=_help(
+    response_column: str | None = field(default=None, metadata=dict(group="data", help=
         "Rating tables: column holding the response. Default: the first of "
         + "/".join(RESPONSE_COLUMNS) + " present."))
-    score_column: str | None = field(default=None, metadata=_help(
+    score_column: str | None = field(default=None, metadata=dict(group="data", help=
         "Rating tables: column holding the numeric score. Default: the first of "
         + "/".join(SCORE_COLUMNS) + " present."))
-    ratings_mode: str = field(default="best-worst", metadata=_help(
+    ratings_mode: str = field(default="best-worst", metadata=dict(group="data", help=
         "Rating tables: best-worst (one pair per prompt, best vs worst answer), all-pairs (every two "
         "answers whose scores differ by at least --min-gap) or ranking (all answers of a prompt as one "
         "K-way ranking, for --loss pl).", choices=list(MODES)))
-    hi: float | None = field(default=None, metadata=_help(
+    hi: float | None = field(default=None, metadata=dict(group="data", help=
         "Rating tables: a chosen answer must score >= HI (unset: no threshold)."))
-    lo: float | None = field(default=None, metadata=_help(
+    lo: float | None = field(default=None, metadata=dict(group="data", help=
         "Rating tables: a rejected answer must score < LO (unset: no threshold)."))
-    min_gap: float = field(default=0.0, metadata=_help(
+    min_gap: float = field(default=0.0, metadata=dict(group="data", help=
         "Rating tables: minimum score difference of a pair. Ties never make a pair, whatever this is."))
-    margin_scale: float = field(default=1.0, metadata=_help(
+    margin_scale: float = field(default=1.0, metadata=dict(group="data", help=
         "Rating tables: each pair's margin is (score difference) * MARGIN_SCALE; 0 writes no margin."))
 
     def validate(self) -> None:
-        from .config import UsageError, flag  # lazy: config imports this module for its fields
-
         if self.ratings_mode not in MODES:
             raise UsageError(f"{flag('ratings_mode')} must be one of {', '.join(MODES)} (got {self.ratings_mode!r})")
         for name in ("min_gap", "margin_scale"):
@@ -106,12 +102,6 @@ class RatingOptions:
             rules.append(f"gap >= {self.min_gap:g}")
         rules.append(f"margin = {self.margin_scale:g} x gap" if self.margin_scale else "no margin")
         return ", ".join(rules)
-
-
-def rating_field(name: str) -> Any:
-    """A dataclass field identical to `RatingOptions.<name>`, so other configs document it once."""
-    f = {f.name: f for f in dataclasses.fields(RatingOptions)}[name]
-    return field(default=f.default, metadata=dict(f.metadata))
 
 
 def options_from(obj: Any) -> RatingOptions:
@@ -223,8 +213,8 @@ def read_ratings(rows: Iterator[tuple[str, Any]], opts: RatingOptions
             for col in columns:
                 if col not in raw:
                     raise RecordError(f"missing field '{col}'")
-            prompt = _check_text(raw[pcol], pcol)
-            response = _check_text(raw[rcol], rcol)
+            prompt = check_text(raw[pcol], pcol)
+            response = check_text(raw[rcol], rcol)
             score = _score(raw[scol], scol)
         except RecordError as e:
             problems.append(Problem(where, str(e)))

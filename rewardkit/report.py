@@ -24,9 +24,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import Comparison, Text
+from .records import Comparison, Text
 from .encode import render_plain
-from .evaluate import calibration_data, pair_metrics, pairs_of, reliability
+from .metrics import calibration_data, pair_metrics, pairs_of, reliability
 
 PLOTS = {
     "rewards.png": "Reward distributions, chosen vs rejected",

@@ -55,7 +55,7 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with the real MiniLM (WordPiece) tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rewardkit.model import default_model_path
+    from rewardkit.backbone import default_model_path
 
     d = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(default_model_path())

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardkit.batching import collate, length_grouped_batches, packed_length, sorted_batches, split_by_tokens
-from rewardkit.data import Comparison
+from rewardkit.batching import collate, length_grouped_batches, packed_length, sorted_batches
+from rewardkit.plan import split_into_passes
+from rewardkit.records import Comparison
 from rewardkit.losses import bradley_terry
-from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
+from rewardkit.net import RewardNet, compute_rewards
+from rewardkit.backbone import load_backbone, make_encoder
 
 
 def _comparisons(n: int = 24) -> list[Comparison]:
@@ -101,8 +103,8 @@ def test_packed_length_counts_the_prompt_once(llama_dir: Path) -> None:
 
 def test_scoring_is_length_sorted_inference_mode_and_in_input_order(bert_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import rewardkit.model as model_mod
-    from rewardkit.model import RewardModel
+    import rewardkit.net as model_mod
+    from rewardkit.scorer import RewardModel
 
     model, tok = load_backbone(str(bert_dir))
     rm = RewardModel(model, tok, max_length=96, device="cpu")
@@ -129,14 +131,14 @@ def test_scoring_is_length_sorted_inference_mode_and_in_input_order(bert_dir: Pa
 
 def test_split_by_tokens_keeps_groups_whole_and_respects_the_budget() -> None:
     lengths, rows = [400, 300, 100], [2, 2, 2]
-    assert split_by_tokens([0, 1, 2], lengths, rows, [0, 1, 2], 1200) == [[0], [1, 2]]  # the docstring's example
-    assert split_by_tokens([2, 0, 1], lengths, rows, [0, 1, 2], 0) == [[2, 0, 1]]  # off: untouched
-    assert split_by_tokens([2, 0, 1], lengths, rows, [0, 1, 2], 2400) == [[2, 0, 1]]  # fits: untouched
+    assert split_into_passes([0, 1, 2], lengths, rows, [0, 1, 2], 1200) == [[0], [1, 2]]  # the docstring's example
+    assert split_into_passes([2, 0, 1], lengths, rows, [0, 1, 2], 0) == [[2, 0, 1]]  # off: untouched
+    assert split_into_passes([2, 0, 1], lengths, rows, [0, 1, 2], 2400) == [[2, 0, 1]]  # fits: untouched
     rng = random.Random(0)
     lengths = [rng.randint(5, 200) for _ in range(40)]
     rows = [rng.choice([1, 2, 3]) for _ in range(40)]
     groups = [i // 3 for i in range(40)]
-    parts = split_by_tokens(list(range(40)), lengths, rows, groups, 600)
+    parts = split_into_passes(list(range(40)), lengths, rows, groups, 600)
     assert sorted(i for p in parts for i in p) == list(range(40))
     for p in parts:
         mine = {groups[i] for i in p}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rewardkit import cache
-from rewardkit.data import Comparison
+from rewardkit.records import Comparison
 from rewardkit.encode import Encoder
-from rewardkit.model import load_backbone, make_encoder
+from rewardkit.backbone import load_backbone, make_encoder
 
 from conftest import pairs_records, write_jsonl
 

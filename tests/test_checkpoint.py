@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from conftest import pairs_records, write_jsonl
-from rewardkit.checkpoint import (STATE_FILE, StopSignals, TrainingDiverged, TrainingInterrupted,
-                                  check_compatible, latest_checkpoint, list_checkpoints, remove_stale,
-                                  save_checkpoint)
-from rewardkit.config import TrainConfig, UsageError, to_dict
-from rewardkit.train import MetricsLog, train
+from rewardkit.checkpoint import STATE_FILE, StopSignals, check_compatible, latest_checkpoint, list_checkpoints, remove_stale, save_checkpoint
+from rewardkit.errors import TrainingDiverged, TrainingInterrupted
+from rewardkit.config import TrainConfig, to_dict
+from rewardkit.errors import UsageError
+from rewardkit.run import MetricsLog
+from rewardkit.train import train
 
 
 @pytest.fixture
@@ -102,11 +103,11 @@ def test_directory_without_state_file_is_not_a_checkpoint(tmp_path: Path) -> Non
 
 def test_check_compatible_names_the_changed_flags(tmp_path: Path) -> None:
     saved = to_dict(TrainConfig(batch_size=8, seed=1))
-    current = to_dict(TrainConfig(batch_size=4, seed=1, eval_steps=5, output_dir="elsewhere"))
+    current = TrainConfig(batch_size=4, seed=1, eval_steps=5, output_dir="elsewhere")
     with pytest.raises(UsageError, match=r"--batch-size 8 -> 4") as e:
         check_compatible(saved, current, tmp_path)
     assert "eval-steps" not in str(e.value) and "output-dir" not in str(e.value)
-    check_compatible(saved, to_dict(TrainConfig(batch_size=8, seed=1, save_steps=3)), tmp_path)
+    check_compatible(saved, TrainConfig(batch_size=8, seed=1, save_steps=3), tmp_path)
 
 
 def test_stop_signals_turns_sigterm_into_a_flag() -> None:
@@ -258,12 +259,11 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path: Path, llama_dir: Path,
 
 
 def test_resume_flag_parses_bare_and_with_path() -> None:
-    from rewardkit.cli import _overrides, build_parser
-    from rewardkit.config import build_config
+    from rewardkit.cli import _config, build_parser
 
     parser = build_parser()
     bare = parser.parse_args(["train", "--resume"])
-    assert build_config(TrainConfig, None, _overrides(bare, TrainConfig)).resume == "latest"
+    assert _config(TrainConfig, bare).resume == "latest"
     path = parser.parse_args(["train", "--resume", "out/checkpoint-4"])
-    assert build_config(TrainConfig, None, _overrides(path, TrainConfig)).resume == "out/checkpoint-4"
+    assert _config(TrainConfig, path).resume == "out/checkpoint-4"
     assert TrainConfig(resume="true").resume == "latest" and TrainConfig(resume="false").resume is None

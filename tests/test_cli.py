@@ -47,12 +47,12 @@ def test_bad_flag_value_names_the_flag(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_yaml_config_and_flag_precedence(tmp_path: Path) -> None:
-    from rewardkit.cli import _overrides, build_parser
-    from rewardkit.config import TrainConfig, build_config
+    from rewardkit.cli import _config, build_parser
+    from rewardkit.config import TrainConfig
 
     (tmp_path / "c.yaml").write_text("lr: 0.001\nbatch-size: 8\nmax_length: 128\n")
     args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"), "--batch-size", "4"])
-    cfg = build_config(TrainConfig, args.config, _overrides(args, TrainConfig))
+    cfg = _config(TrainConfig, args, args.config)
     assert (cfg.lr, cfg.batch_size, cfg.max_length, cfg.epochs) == (0.001, 4, 128, 1.0)
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.data import DataError, load_comparisons, parse_record, split_by_prompt
+from rewardkit.errors import DataError
+from rewardkit.data import load_comparisons, split_by_prompt
+from rewardkit.formats import parse_record
 
 from conftest import pairs_records, write_jsonl
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.data import parse_record
+from rewardkit.formats import parse_record
 from rewardkit.encode import Encoder, render_plain
-from rewardkit.model import load_backbone, make_encoder
+from rewardkit.backbone import load_backbone, make_encoder
 
 
 @pytest.fixture(scope="module")

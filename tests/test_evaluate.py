@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from rewardkit.data import Comparison
-from rewardkit.evaluate import (bt_loss, brier_score, calibration_data, check_sections, expected_calibration_error,
-                                pair_metrics, pairs_of, reliability, section_scores, sigmoid)
+from rewardkit.records import Comparison
+from rewardkit.metrics import bt_loss, brier_score, calibration_data, check_sections, expected_calibration_error, pair_metrics, pairs_of, reliability, section_scores, sigmoid
 
 
 def logit(p: float) -> float:

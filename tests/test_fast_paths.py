@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from rewardkit.batching import collate
-from rewardkit.data import Comparison
+from rewardkit.records import Comparison
 from rewardkit.losses import bradley_terry
-from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
+from rewardkit.net import RewardNet, compute_rewards
+from rewardkit.backbone import load_backbone, make_encoder
 from rewardkit.train import fused_adamw_kwargs
 
 
@@ -51,7 +52,9 @@ def test_bert_cls_only_last_layer_is_exact(bert_dir: Path, attn: str) -> None:
 def test_cls_path_that_disagrees_is_not_used(bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = load_backbone(str(bert_dir))
     b = _batch(model, tok)
-    monkeypatch.setattr("rewardkit.model._bert_cls_rewards", lambda *a: torch.zeros(a[1].shape[0]))
+    broken = lambda *a: torch.zeros(a[1].shape[0])  # noqa: E731
+    monkeypatch.setattr("rewardkit.fast_paths.bert_cls_rewards", broken)  # what the check compares
+    monkeypatch.setattr("rewardkit.net.bert_cls_rewards", broken)  # what the network would run
     net = RewardNet(model)
     with torch.no_grad():
         r = compute_rewards(net, b)
@@ -132,7 +135,7 @@ def test_plan_chunks_finds_the_cheapest_cuts() -> None:
     import itertools
     import random
 
-    from rewardkit.model import plan_chunks
+    from rewardkit.fast_paths import plan_chunks
 
     assert plan_chunks([100, 98, 20, 18], 1e18, 10) == [2]  # the docstring's worked example
     assert plan_chunks([512] * 32, 2304, 64) == []  # equal rows: nothing to trim

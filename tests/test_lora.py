@@ -10,10 +10,14 @@ import torch
 
 from conftest import pairs_records, write_jsonl
 from rewardkit.batching import collate
-from rewardkit.config import TrainConfig, UsageError
-from rewardkit.data import Comparison
-from rewardkit.lora import apply_lora, merge_adapter, save_adapter
-from rewardkit.model import RewardModel, RewardNet, compute_rewards, load_backbone, make_encoder
+from rewardkit.config import TrainConfig
+from rewardkit.errors import UsageError
+from rewardkit.records import Comparison
+from rewardkit.lora import apply_lora
+from rewardkit.artifacts import merge_adapter, save_adapter
+from rewardkit.scorer import RewardModel
+from rewardkit.net import RewardNet, compute_rewards
+from rewardkit.backbone import load_backbone, make_encoder
 from rewardkit.train import train
 
 PAIRS = [("How do I bake bread?", "Mix flour, water and yeast, then bake.", "No."),

@@ -66,7 +66,7 @@ def test_plackett_luce_equals_bradley_terry_for_pairs() -> None:
 def test_collate_indexes_all_pairs_of_a_ranking_best_first() -> None:
     b = collate([enc(2), enc(3)], pad_id=0)
     assert b.input_ids.shape[0] == 5  # one tensor, one forward pass, for every response
-    assert b.group_sizes.tolist() == [2, 3]
+    assert b.sizes.tolist() == [2, 3]
     assert b.pair_better.tolist() == [0, 2, 2, 3]
     assert b.pair_worse.tolist() == [1, 3, 4, 4]
     assert b.pair_weight.tolist() == [1.0, 1.0, 1.0, 1.0]
@@ -96,11 +96,11 @@ def test_instructgpt_balancing_weights_and_loss_by_hand() -> None:
 def test_balancing_groups_pair_records_of_one_prompt() -> None:
     """Three pair records of prompt A and a 3-way ranking of prompt B: weights sum to 1 per prompt."""
     items = [enc(2), enc(2), enc(3), enc(2)]
-    b = collate(items, pad_id=0, balance_per_prompt=True, groups=[7, 7, 9, 7])
+    b = collate(items, pad_id=0, balance_per_prompt=True, prompt_ids=[7, 7, 9, 7])
     w = b.pair_weight.tolist()
     assert w == pytest.approx([1 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3])
     prompt_of_pair = [7, 7, 9, 9, 9, 7]
     for g in (7, 9):
         assert sum(x for x, p in zip(w, prompt_of_pair) if p == g) == pytest.approx(1.0)
     # groups are ignored without balancing
-    assert collate(items, pad_id=0, groups=[7, 7, 9, 7]).pair_weight.tolist() == [1.0] * 6
+    assert collate(items, pad_id=0, prompt_ids=[7, 7, 9, 7]).pair_weight.tolist() == [1.0] * 6

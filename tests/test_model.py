@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from rewardkit.batching import collate
-from rewardkit.model import RewardModel, RewardNet, compute_rewards, load_backbone, make_encoder, save_model
+from rewardkit.scorer import RewardModel
+from rewardkit.net import RewardNet, compute_rewards
+from rewardkit.backbone import load_backbone, make_encoder
+from rewardkit.artifacts import save_model
 
 TEXTS = [("Human: bake bread? Assistant:", [" Mix flour and water then bake it for an hour.", " No."]),
          ("Human: capital of France? Assistant:", [" Paris.", " It is Paris, the capital and largest city of France."])]

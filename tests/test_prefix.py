@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from rewardkit.batching import collate, collate_packed, packed_length
-from rewardkit.config import UsageError
-from rewardkit.data import Comparison
+from rewardkit.errors import UsageError
+from rewardkit.records import Comparison
 from rewardkit.encode import Encoded
 from rewardkit.losses import bradley_terry
-from rewardkit.model import (RewardModel, RewardNet, compute_rewards, load_backbone, make_encoder,
-                             prefix_sharing_blocker, resolve_prefix_sharing, score_encoded)
+from rewardkit.scorer import RewardModel
+from rewardkit.net import RewardNet, compute_rewards, score_encoded
+from rewardkit.backbone import load_backbone, make_encoder
+from rewardkit.prefix_sharing import prefix_sharing_blocker, resolve_prefix_sharing
 
 from conftest import pairs_records, write_jsonl
 
@@ -155,7 +157,7 @@ def test_resolve_prefix_sharing(llama_dir: Path, bert_dir: Path, monkeypatch: py
     llama.config.sliding_window = None
 
     # a model whose packed forward does not reproduce the unshared rewards is caught by the probe
-    monkeypatch.setattr("rewardkit.model.verify_prefix_sharing", lambda model, pad: 0.5)
+    monkeypatch.setattr("rewardkit.prefix_sharing.verify_prefix_sharing", lambda model, pad: 0.5)
     notes: list[str] = []
     assert resolve_prefix_sharing("auto", llama, ltok.pad_token_id, 64, notes.append) is False
     assert "differ" in notes[0]

@@ -14,7 +14,10 @@ import torch
 from conftest import write_jsonl
 from rewardkit.batching import collate
 from rewardkit.cli import main
-from rewardkit.data import Comparison, RecordError, group_by_prompt, load_comparisons, parse_record
+from rewardkit.records import Comparison
+from rewardkit.errors import RecordError
+from rewardkit.data import group_by_prompt, load_comparisons
+from rewardkit.formats import parse_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +136,8 @@ def test_convert_rankings_to_pairs_and_back(tmp_path: Path, capsys: pytest.Captu
 
 def test_mixed_k_batch_scores_like_single_responses(bert_dir: Path) -> None:
     """A pair and a 3-way ranking in one padded batch give each response the reward it gets alone."""
-    from rewardkit.model import RewardNet, compute_rewards, load_backbone, make_encoder
+    from rewardkit.net import RewardNet, compute_rewards
+    from rewardkit.backbone import load_backbone, make_encoder
 
     model, tok = load_backbone(str(bert_dir))
     model.eval()
@@ -167,13 +171,13 @@ def _shared_prompt_pairs() -> list[dict]:
 
 
 def test_plan_training_keeps_prompt_groups_whole() -> None:
-    from rewardkit.train import plan_training
+    from rewardkit.plan import plan_micro_batches
 
     comps = [c for r in _shared_prompt_pairs() for c in parse_record(r)]
     units = group_by_prompt(comps)
     lengths = [len(str(c.responses)) for c in comps]
     for world in (1, 2, 3):
-        rounds = plan_training(units, lengths, batch_size=3, epochs=1, seed=0, world=world)
+        rounds = plan_micro_batches(units, lengths, batch_size=3, epochs=1, seed=0, world=world)
         seen = [i for rnd in rounds for batch in rnd for i in batch]
         assert sorted(set(seen)) == list(range(len(comps)))  # every comparison is used
         for rnd in rounds:
@@ -183,7 +187,7 @@ def test_plan_training_keeps_prompt_groups_whole() -> None:
                     assert all(inside) or not any(inside), f"prompt group {u} split across batches"
     # singleton units reproduce the plain length-grouped plan exactly
     from rewardkit.batching import length_grouped_batches
-    single = plan_training([[i] for i in range(len(comps))], lengths, 4, 1, 0, 1)
+    single = plan_micro_batches([[i] for i in range(len(comps))], lengths, 4, 1, 0, 1)
     assert [rnd[0] for rnd in single] == length_grouped_batches(lengths, 4, 0)
 
 
@@ -200,7 +204,7 @@ def test_training_batches_hold_whole_prompts_with_unit_weight(tmp_path: Path, be
 
     def spy(items, pad_id, share, **kw):  # type: ignore[no-untyped-def]
         batch = real_collate(items, pad_id, share, **kw)
-        seen.append(([len(e.input_ids) for e in items], list(kw["groups"]), batch.pair_weight.clone()))
+        seen.append(([len(e.input_ids) for e in items], list(kw["prompt_ids"]), batch.pair_weight.clone()))
         return batch
 
     monkeypatch.setattr(train_mod, "collate_for", spy)

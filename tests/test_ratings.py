@@ -9,7 +9,9 @@ import pytest
 
 from conftest import write_jsonl
 from rewardkit.cli import main
-from rewardkit.data import DataError, RecordError, load_comparisons, parse_record
+from rewardkit.errors import DataError, RecordError
+from rewardkit.data import load_comparisons
+from rewardkit.formats import parse_record
 from rewardkit.ratings import RatingOptions
 
 # The seed shape: a question,answer,feedback CSV with several answers per question (line numbers:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.data import Comparison
-from rewardkit.evaluate import pair_metrics, pairs_of
+from rewardkit.records import Comparison
+from rewardkit.metrics import pair_metrics, pairs_of
 from rewardkit.report import PLOTS, write_report
 
 ROOT = Path(__file__).resolve().parents[1]

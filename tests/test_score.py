@@ -18,7 +18,9 @@ import torch
 
 from conftest import pairs_records, write_jsonl
 from rewardkit.cli import main
-from rewardkit.model import RewardModel, load_backbone, save_model
+from rewardkit.scorer import RewardModel
+from rewardkit.backbone import load_backbone
+from rewardkit.artifacts import save_model
 
 MAX_LENGTH = 40  # short enough that the longest records below are truncated
 NORM = {"mean": 0.25, "std": 2.0, "source": "test", "count": 1}

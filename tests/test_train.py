@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rewardkit import RewardModel, TrainConfig, train
-from rewardkit.config import UsageError
-from rewardkit.train import plan_rounds
+from rewardkit.errors import UsageError
+from rewardkit.plan import plan_rounds
 
 from conftest import pairs_records, write_jsonl
 
@@ -101,9 +101,11 @@ def test_margin_and_centering_change_training(bert_dir: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("extra", [{"center_coef": 0.1}, {"loss": "pl"}, {"balance_per_prompt": True}])
 def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict) -> None:
     """A micro-batch run as parts of unequal size sums to the whole batch's loss and gradient."""
-    from rewardkit.batching import split_by_tokens
-    from rewardkit.data import Comparison
-    from rewardkit.model import RewardNet, collate_for, load_backbone, make_encoder
+    from rewardkit.plan import split_into_passes
+    from rewardkit.records import Comparison
+    from rewardkit.net import RewardNet
+    from rewardkit.batching import collate_for
+    from rewardkit.backbone import load_backbone, make_encoder
     from rewardkit.train import backward_passes
 
     model, tok = load_backbone(str(bert_dir))
@@ -119,14 +121,14 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
     def grads(parts: list[list[int]]) -> tuple[float, float, list[torch.Tensor]]:
         net.zero_grad()
         batches = [collate_for([items[i] for i in p], tok.pad_token_id, False, use_margin=True,
-                               balance_per_prompt=cfg.balance_per_prompt, groups=[groups[i] for i in p])
+                               balance_per_prompt=cfg.balance_per_prompt, prompt_ids=[groups[i] for i in p])
                    for p in parts]
         loss, acc = backward_passes(net, batches, cfg, lambda t: t.backward(), 0.5)
         return loss, acc, [p.grad.clone() for p in net.parameters() if p.grad is not None]
 
     widths = [e.longest for e in items]
     rows = [len(e.input_ids) for e in items]
-    candidates = (split_by_tokens(list(range(8)), widths, rows, groups, budget)
+    candidates = (split_into_passes(list(range(8)), widths, rows, groups, budget)
                   for budget in range(max(widths), 40 * max(widths), 8))
     parts = next(p for p in candidates if len({len(x) for x in p}) > 1)  # unequal shares of the loss
     whole, split = grads([list(range(8))]), grads(parts)

@@ -6,8 +6,8 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from .data import Loaded
-from .evaluate import text_length
+from .metrics import text_length
+from .records import Loaded
 
 
 def _describe(xs: list[int]) -> dict[str, float]:
