@@ -110,6 +110,14 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
 
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The rewardkit settings of a full or LoRA model directory, without loading weights."""
+    if is_adapter_dir(path):
+        f = Path(path) / META_FILE
+        return json.loads(f.read_text()) if f.is_file() else {}
+    return json.loads((Path(path) / "config.json").read_text()).get("rewardkit") or {}
+
+
 def load_model_dir(path: str | Path, dtype: torch.dtype | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(model, tokenizer, rewardkit settings) of a full or LoRA model directory.
 

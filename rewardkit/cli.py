@@ -38,6 +38,14 @@ def _quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
 
 
+class _CommaJoin(argparse.Action):
+    """A repeatable flag: ``--report-to a --report-to b`` means ``a,b``."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        old = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{old},{values}" if old else values)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One argument per config field, help text from the field's documentation, grouped by section."""
     sections = {g: parser.add_argument_group(g) for g in GROUPS
@@ -56,6 +64,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                                 default=argparse.SUPPRESS, help=help_text)
             continue
         optional = {"nargs": "?", "const": meta["const"]} if "const" in meta else {}
+        optional.update({"action": _CommaJoin} if meta.get("repeatable") else {})
         target.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS, choices=meta.get("choices"),
                             metavar=meta.get("metavar", f.name.upper()), required=bool(meta.get("required")),
                             help=help_text, **optional)

@@ -118,6 +118,12 @@ class TrainConfig:
     logging_steps: int = option(
         "Write training loss to metrics.jsonl every N optimizer steps.", 10, group="evaluation")
 
+    report_to: str = option(
+        "Also log metrics.jsonl's train/eval scalars and the run config to these trackers, through "
+        "accelerate: none, tensorboard, wandb, trackio, mlflow; several comma-separated or by repeating "
+        "the flag. Each needs its own package installed.", "none", group="evaluation", repeatable=True,
+        metavar="TRACKERS")
+
     # ---- checkpoints: the output directory, checkpoints and resume
     output_dir: str = option(
         "Directory for the trained model, tokenizer, metrics.jsonl and eval results.",
@@ -311,6 +317,8 @@ def _coerce(cls: type, f: dataclasses.Field, value: Any, origin: str) -> Any:
             if str(value).lower() in {"false", "no", "0", "off"}:
                 return False
             raise ValueError(value)
+        if want is str and isinstance(value, (list, tuple)):  # a YAML list, e.g. report_to: [tensorboard, wandb]
+            return ",".join(str(v) for v in value)
         if want is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
         return want(value)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .version import __version__
 from .artifacts import is_adapter_dir, merge_adapter, save_adapter, save_model
 from .backbone import load_backbone
+from .card import run_facts, write_card
 from .checkpoint import STATE_FILE, checkpoint_weights, read_state
 from .config import TrainConfig
 from .errors import UsageError
@@ -35,7 +36,9 @@ def export(src: str | Path, out: str | Path, merge: bool = False, overwrite: boo
     if is_adapter_dir(src):
         if not merge:
             raise UsageError(f"{src} is a LoRA adapter directory already; pass --merge to write merged weights")
-        return merge_adapter(src, out, overwrite=True)
+        merged = merge_adapter(src, out, overwrite=True)
+        write_card(merged, *run_facts(src))  # README.md: the adapter's run settings and metrics, if at hand
+        return merged
     if not (src / STATE_FILE).is_file():
         raise UsageError(f"{src}: neither a rewardkit checkpoint ({STATE_FILE}) nor a LoRA adapter "
                          "directory (adapter_config.json)")
@@ -71,4 +74,6 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.rename(out)
+    write_card(out, {**state.get("config", {})}, {"checkpoint_step": state.get("step"),
+                                                   "pairs_seen": state.get("pairs_seen")})
     return out

@@ -117,11 +117,13 @@ def fresh_accelerate_state() -> Iterator[None]:
         reset()
 
 
-def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]) -> Run:
-    """The accelerator, the output directory (checked, then prepared) and the resume point."""
+def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None],
+              trackers: dict[str, Any] | None = None) -> Run:
+    """The accelerator (with the --report-to ``trackers``), the output directory (checked, then
+    prepared) and the resume point."""
     from accelerate import Accelerator
 
-    accelerator = Accelerator(mixed_precision=precision.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision.mixed_precision, **(trackers or {}))
     out, resume_from = check_output_dir(cfg)
     run = Run(cfg, accelerator, precision, out, resume_from, None, log)
     run.say(precision.describe())
@@ -203,13 +205,15 @@ def prepare_output_dir(cfg: TrainConfig, out: Path) -> None:
 class MetricsLog:
     """Append-only ``metrics.jsonl``: one JSON object per logged event."""
 
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, tracker: Any = None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --report-to (tracking.py)
 
     def write(self, **record: Any) -> None:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tracker is not None:
+                self.tracker.log(record)
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (and a line cut short by a kill) before a resumed run appends."""

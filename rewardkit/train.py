@@ -35,6 +35,7 @@ from .artifacts import merge_adapter, publish_model, save_trained
 from .backbone import load_backbone, make_encoder
 from .batching import Batch, collate_for
 from .cache import encode_cached
+from .card import write_card
 from .checkpoint import (StopSignals, TrainState, all_finite, check_resume_data, data_fingerprint, describe_os_error,
                          load_checkpoint, save_checkpoint, save_trainable_only)
 from .config import TrainConfig, to_dict
@@ -50,6 +51,7 @@ from .precision import resolve_precision
 from .prefix_sharing import resolve_prefix_sharing
 from .records import Comparison
 from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
+from .tracking import accelerator_kwargs, finishing, start_trackers
 from .version import __version__
 
 
@@ -108,22 +110,24 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
     cfg.validate()
+    trackers = accelerator_kwargs(cfg)  # a missing tracker package fails here, before any work
     started = time.time()
     precision = resolve_precision(cfg.precision, run_device_type())
     with fresh_accelerate_state():  # a run never inherits another run's precision in this process
-        run = start_run(cfg, precision, log)
-        comparisons = load_data(cfg, run)  # bad data fails before the model is loaded
-        model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout)
-        data = encode_data(cfg, run, comparisons, make_encoder(model, tokenizer, cfg.max_length))
-        share = resolve_prefix_sharing(cfg.prefix_sharing, model, tokenizer.pad_token_id, cfg.max_length, run.say)
-        plan = plan_run(cfg, run, data, share)
-        job = build_job(cfg, run, model, data, plan, share, tokenizer.pad_token_id)
-        state = restore(run, job)
-        train_seconds = fit(run, job, state)
-        final, eval_rewards, stats = final_evaluation(run, job)
-        publish(run, job, tokenizer, state, final, eval_rewards, stats,
-                {"seconds": round(time.time() - started, 1), "train_seconds": round(train_seconds, 1)})
-        run.accelerator.wait_for_everyone()
+        run = start_run(cfg, precision, log, trackers)
+        with finishing(run.accelerator):
+            comparisons = load_data(cfg, run)  # bad data fails before the model is loaded
+            model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout)
+            data = encode_data(cfg, run, comparisons, make_encoder(model, tokenizer, cfg.max_length))
+            share = resolve_prefix_sharing(cfg.prefix_sharing, model, tokenizer.pad_token_id, cfg.max_length, run.say)
+            plan = plan_run(cfg, run, data, share)
+            job = build_job(cfg, run, model, data, plan, share, tokenizer.pad_token_id)
+            state = restore(run, job)
+            train_seconds = fit(run, job, state)
+            final, eval_rewards, stats = final_evaluation(run, job)
+            publish(run, job, tokenizer, state, final, eval_rewards, stats,
+                    {"seconds": round(time.time() - started, 1), "train_seconds": round(train_seconds, 1)})
+            run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=str(run.out), steps=plan.total_steps, pairs_seen=state.pairs_seen,
                        train_comparisons=len(data.train_enc), truncated=data.truncated, skipped=data.skipped,
                        eval_metrics=final, seconds=time.time() - started,
@@ -215,7 +219,11 @@ def build_job(cfg: TrainConfig, run: Run, model: torch.nn.Module, data: Data, pl
     run.accelerator.register_for_checkpointing(scheduler)
     if cfg.lora_r:
         save_trainable_only(run.accelerator)
-    return Job(net, optimizer, scheduler, data, plan, share, pad_id, MetricsLog(run.out / "metrics.jsonl", run.main))
+    trackers = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
+                                                              "num_processes": run.world},
+                              int(run.saved["step"]) if run.saved else 0)
+    return Job(net, optimizer, scheduler, data, plan, share, pad_id,
+               MetricsLog(run.out / "metrics.jsonl", run.main, trackers))
 
 
 def fused_adamw_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
@@ -444,6 +452,8 @@ def publish(run: Run, job: Job, tokenizer: Any, state: TrainState, final: dict[s
                    "precision_reason": run.precision.reason, "eval": final}
         if run.saved is not None:
             summary["resumed_from_step"] = int(run.saved["step"])
+        for card_dir in [out] + ([out / "merged"] if cfg.merge else []):  # README.md: how to score
+            write_card(card_dir, {**to_dict(cfg), "precision": run.precision.name}, summary)
         (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
