@@ -42,6 +42,7 @@ from torch import nn
 from .encode import Encoded
 from .errors import UsageError, flag
 from .options import must_match
+from .sharding import read_sharded_weights
 from .version import __version__
 
 STATE_FILE = "trainer_state.json"
@@ -324,11 +325,9 @@ def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     f = path / "model.safetensors"
-    if not f.is_file():
-        raise UsageError(f"{path}: no model.safetensors (sharded FSDP/DeepSpeed checkpoints need "
-                         "`accelerate merge-weights` first)")
+    weights = load_file(str(f)) if f.is_file() else read_sharded_weights(path)  # FSDP/DeepSpeed shards merged
     out = {}
-    for key, value in load_file(str(f)).items():
+    for key, value in weights.items():
         key = key.removeprefix("module.").removeprefix("model.")
         out[key] = value
     return out

@@ -26,6 +26,7 @@ from .checkpoint import (STATE_FILE, check_resume, latest_checkpoint, list_check
 from .config import TrainConfig
 from .errors import UsageError
 from .precision import Precision
+from .sharding import check_launch
 
 
 @dataclass
@@ -124,6 +125,7 @@ def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=precision.mixed_precision, **(trackers or {}))
+    check_launch(accelerator)  # sharding asked for but dropped by accelerate (e.g. FSDP on CPU): refuse
     out, resume_from = check_output_dir(cfg)
     run = Run(cfg, accelerator, precision, out, resume_from, None, log)
     run.say(precision.describe())

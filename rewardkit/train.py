@@ -50,6 +50,7 @@ from .plan import TrainingPlan, resolve_pass_tokens
 from .precision import resolve_precision
 from .prefix_sharing import resolve_prefix_sharing
 from .records import Comparison
+from .sharding import configure_deepspeed, full_weights
 from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
 from .tracking import accelerator_kwargs, finishing, start_trackers
 from .version import __version__
@@ -119,7 +120,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             comparisons = load_data(cfg, run)  # bad data fails before the model is loaded
             model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout)
             data = encode_data(cfg, run, comparisons, make_encoder(model, tokenizer, cfg.max_length))
-            share = resolve_prefix_sharing(cfg.prefix_sharing, model, tokenizer.pad_token_id, cfg.max_length, run.say)
+            with full_weights(model):  # ZeRO-3 partitions the backbone as it loads; the probe needs it whole
+                share = resolve_prefix_sharing(cfg.prefix_sharing, model, tokenizer.pad_token_id, cfg.max_length,
+                                               run.say)
             plan = plan_run(cfg, run, data, share)
             job = build_job(cfg, run, model, data, plan, share, tokenizer.pad_token_id)
             state = restore(run, job)
@@ -214,6 +217,8 @@ def build_job(cfg: TrainConfig, run: Run, model: torch.nn.Module, data: Data, pl
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=int(cfg.warmup_ratio * plan.total_steps),
                               num_training_steps=plan.total_steps)
+    if run.deepspeed:
+        configure_deepspeed(run.accelerator, cfg.batch_size)  # no DataLoader to read the micro-batch from
     net, optimizer = run.accelerator.prepare(net, optimizer)
     # Registered, not prepared: a prepared scheduler steps once per process per optimizer step.
     run.accelerator.register_for_checkpointing(scheduler)
