@@ -21,6 +21,7 @@ from typing import Any, Callable
 from .config import (DataCheckConfig, DataConvertConfig, EvalConfig, ExportConfig, ScoreConfig, TrainConfig,
                      build_config, field_type)
 from .errors import DataError, RecordError, TrainingInterrupted, UsageError, flag
+from .serve_config import ServeConfig
 
 GROUPS = ("model", "data", "training", "evaluation", "checkpoints", "speed")
 
@@ -245,6 +246,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(ServeConfig, args)
+    _quiet_libraries()
+    from .serve import serve
+
+    return serve(cfg)
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from .data import load_comparisons
     from .datacheck import data_report, print_report
@@ -299,6 +308,10 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] 
     "score": (ScoreConfig, cmd_score, "add rewards to every record of a file",
               "Score records: {prompt, response} gets 'reward'; pairs get 'chosen_reward' and 'rejected_reward'; "
               "rankings get 'rewards'."),
+    "serve": (ServeConfig, cmd_serve, "HTTP reward server for RL loops (OpenRLHF, verl, TRL)",
+              "Serve a reward model over HTTP: /score, /get_reward (OpenRLHF), /classify (vLLM/verl), /health, "
+              "/v1/models, /metrics. Binds 127.0.0.1 unless --host; a bearer token from REWARDKIT_API_KEY or "
+              "--api-key-file guards every route but /health."),
     "export": (ExportConfig, cmd_export, "turn a checkpoint or LoRA adapter into a loadable model",
                "Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a model directory, or merge a LoRA "
                "adapter into plain transformers weights."),

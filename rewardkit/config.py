@@ -217,11 +217,10 @@ def check(cfg: Any, checks: list[tuple[bool, str, str]]) -> None:
 
 @dataclass
 class ScorerOptions:
-    """How a trained model is loaded and run: shared by `eval`, `score` (and the server)."""
+    """How a trained model is loaded and run: shared by `eval`, `score` and `serve`."""
 
     model_dir: str = option("Directory written by `rewardkit train` or `rewardkit export` (full or LoRA).",
                             "", positional=True, metavar="MODEL_DIR")
-    batch_size: int = option("Comparisons per scoring batch.", 32)
     max_length: int | None = option("Override the trained max length.", None)
     dtype: str | None = option(
         "Weights' dtype for inference (bf16 halves GPU memory; auto: bf16 where the hardware has native "
@@ -229,8 +228,7 @@ class ScorerOptions:
     prefix_sharing: str = same_option(TrainConfig, "prefix_sharing", group=None)
 
     def validate(self) -> None:
-        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1"),
-                     (self.max_length is None or self.max_length >= 8, "max_length", "must be at least 8")])
+        check(self, [(self.max_length is None or self.max_length >= 8, "max_length", "must be at least 8")])
 
 
 @dataclass
@@ -238,6 +236,11 @@ class EvalConfig(ScorerOptions):
     """`rewardkit eval MODEL_DIR DATA`."""
 
     data: str = option("Preference file or HF dataset id.", "", positional=True, metavar="DATA")
+    batch_size: int = option("Comparisons per scoring batch.", 32)
+
+    def validate(self) -> None:
+        super().validate()
+        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1")])
     json: bool = option("Print exactly one JSON object on stdout.", False)
     format: str = same_option(TrainConfig, "format", group=None, must_match=False)
     skip_invalid: bool = option("Skip invalid records instead of failing.", False)
@@ -254,8 +257,13 @@ class ScoreConfig(ScorerOptions):
     """`rewardkit score MODEL_DIR INPUT`."""
 
     input: str = option("JSONL/JSON/CSV/parquet records to score.", "", positional=True, metavar="INPUT")
+    batch_size: int = same_option(EvalConfig, "batch_size")
     output: str | None = option("JSONL output file (default: stdout).", None, short="-o", metavar="OUTPUT")
     normalize: bool = option("(r - mean) / std with the stored statistics.", False)
+
+    def validate(self) -> None:
+        super().validate()
+        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1")])
 
 
 @dataclass

@@ -160,3 +160,24 @@ class Encoder:
         return Encoded(input_ids=ids, token_type_ids=types if self.uses_token_types else None,
                        prompt_len=len(head) + len(p) + len(self.mid), truncated=truncated,
                        margin=margin, scores=scores)
+
+    # ------------------------------------------------------------ one raw text (rewardkit serve)
+    def encode_text(self, text: str) -> Encoded:
+        """One text with no prompt to split off, scored as a response after an empty prompt.
+
+        Identical to ``encode_texts("", [text])`` when it fits. A text too long for the model
+        loses its *oldest* tokens (left side) instead: the server gets whole transcripts whose end,
+        where the reward is read, matters most.
+        """
+        r = self._tokens(text)
+        head = [] if self.head and r[:len(self.head)] == self.head else self.head
+        budget = self.max_length - len(head) - len(self.mid) - len(self.tail)
+        truncated = len(r) > budget
+        if truncated:
+            r = r[len(r) - budget:]
+        ids = head + self.mid + r + self.tail
+        types = None
+        if self.uses_token_types:
+            types = [self.head_types[:len(head)] + self.mid_types + [self.response_type] * len(r) + self.tail_types]
+        return Encoded(input_ids=[ids], token_type_ids=types, prompt_len=len(head) + len(self.mid),
+                       truncated=truncated)

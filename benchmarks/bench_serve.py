@@ -1,0 +1,196 @@
+"""Served throughput of `rewardkit serve` on loopback, next to offline `score_batch` on the same items.
+
+RL loops call a reward server with many small requests in flight: OpenRLHF's client posts one
+rollout per request. This runs a bounded load against a real ``rewardkit serve`` process:
+
+* 1, 8 and 32 concurrent clients, each sending single-item requests (OpenRLHF's pattern) and
+  8-item requests, through ``POST /score``;
+* the same server with ``--no-batching`` (one request per forward pass);
+* offline ``RewardModel.score_batch`` (batch size 32) on the same items in this process, whose
+  rewards every served reward is checked against (max |served - offline| is reported).
+
+For each configuration the three run back to back (offline, batched server, unbatched server; both
+servers stay up, idle when not measured), so a shared machine's load hits them alike.
+
+It reports items/s and p50/p99 request latency. Client and server share the machine, so the
+served numbers include the client's HTTP work too.
+
+    python benchmarks/bench_serve.py                          # MiniLM-L6 (fresh head), 256 items
+    python benchmarks/bench_serve.py --items 64 --concurrency 1,8   # smoke test
+    python benchmarks/bench_serve.py --model rewardkit-out --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_minilm(out: Path, max_length: int) -> Path:
+    """The bundled MiniLM-L6 with a fresh reward head, saved as a rewardkit model directory."""
+    import torch
+
+    from rewardkit.backbone import load_backbone
+    from rewardkit.artifacts import save_model
+
+    torch.manual_seed(0)
+    model, tok = load_backbone(None)
+    save_model(model, tok, out, {"max_length": max_length})
+    return out
+
+
+def start_server(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("REWARDKIT_API_KEY", None)
+    log = tempfile.TemporaryFile("w+")  # not a pipe: an unread pipe could fill and stall the server
+    proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(model), "--port", str(port), *flags],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"server exited {proc.returncode}: {log.read()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=120)
+
+
+async def load(url: str, items: list[tuple[str, str]], clients: int, per_request: int) -> dict[str, Any]:
+    """``clients`` workers pull requests of ``per_request`` items from one shared list until it is empty."""
+    import httpx
+
+    requests = [list(range(i, min(i + per_request, len(items)))) for i in range(0, len(items), per_request)]
+    rewards: list[float] = [float("nan")] * len(items)
+    latencies: list[float] = []
+    errors: list[str] = []
+    next_request = iter(requests)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        for idx in next_request:
+            body = [{"prompt": items[i][0], "response": items[i][1]} for i in idx]
+            t0 = time.perf_counter()
+            resp = await http.post("/score", json=body)
+            latencies.append(time.perf_counter() - t0)
+            if resp.status_code != 200:
+                errors.append(f"{resp.status_code}: {resp.text[:200]}")
+                continue
+            for i, r in zip(idx, resp.json()["rewards"]):
+                rewards[i] = r
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(clients)))
+        seconds = time.perf_counter() - start
+    latencies.sort()
+    return {"items_per_s": len(items) / seconds, "seconds": seconds, "rewards": rewards, "errors": errors,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+
+
+def offline_rate(rm: Any, items: list[tuple[str, str]]) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    rewards = rm.score_batch([p for p, _ in items], [r for _, r in items], batch_size=32)
+    return len(items) / (time.perf_counter() - t0), rewards
+
+
+def measure(rm: Any, servers: dict[str, str], items: list[tuple[str, str]], concurrency: list[int],
+            sizes: list[int]) -> list[dict[str, Any]]:
+    """Per configuration: offline, then each server, back to back, so all see the same machine load."""
+    rows = []
+    for per_request in sizes:
+        for clients in concurrency:
+            rate, offline = offline_rate(rm, items)
+            row: dict[str, Any] = {"clients": clients, "items_per_request": per_request,
+                                   "offline_items_per_s": round(rate, 1)}
+            for name, url in servers.items():
+                res = asyncio.run(load(url, items, clients, per_request))
+                row[name] = {"items_per_s": round(res["items_per_s"], 1), "p50_ms": round(res["p50_ms"], 1),
+                             "p99_ms": round(res["p99_ms"], 1), "errors": len(res["errors"]),
+                             "max_abs_diff": max(abs(a - b) for a, b in zip(res["rewards"], offline))}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="rewardkit model directory (default: MiniLM-L6 with a fresh head)")
+    ap.add_argument("--data", default=None, help="preference file (default: shared hh-rlhf, else the bundled sample)")
+    ap.add_argument("--items", type=int, default=256, help="(prompt, chosen) items to score per run")
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--request-items", default="1,8", help="items per request")
+    ap.add_argument("--no-unbatched", action="store_true", help="skip the --no-batching server")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = ap.parse_args()
+    concurrency = [int(x) for x in args.concurrency.split(",")]
+    sizes = [int(x) for x in args.request_items.split(",")]
+
+    from rewardkit import RewardModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else fresh_minilm(Path(tmp) / "minilm", args.max_length)
+        comps = common.load_pairs(args.data or common.default_data(), args.items)
+        items = [(c.prompt, c.responses[0]) for c in comps][:args.items]
+        rm = RewardModel.from_pretrained(model, device="cpu")
+        offline_rate(rm, items[:32])  # warm-up
+        flags = {"batched": []} if args.no_unbatched else {"batched": [], "unbatched": ["--no-batching"]}
+        procs = {name: start_server(model, *f) for name, f in flags.items()}
+        try:
+            for _, url in procs.values():
+                asyncio.run(load(url, items[:32], 8, 1))  # warm-up: first-call checks, allocator
+            rows = measure(rm, {name: url for name, (_, url) in procs.items()}, items, concurrency, sizes)
+        finally:
+            codes = {name: stop_server(proc) for name, (proc, _) in procs.items()}
+    result = {"items": len(items), "max_length": args.max_length, "runs": rows, "exit_codes": codes,
+              "load_average": os.getloadavg(), "cpus": os.cpu_count()}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{len(items)} items, max length {args.max_length}; servers exited {codes}")
+    print(f"{'clients':>7} {'items/req':>9} {'offline/s':>9} {'server':<10} {'items/s':>8} {'vs offline':>10} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max|diff|':>10} {'errors':>6}")
+    for r in rows:
+        for name in flags:
+            x = r[name]
+            print(f"{r['clients']:>7} {r['items_per_request']:>9} {r['offline_items_per_s']:>9.1f} {name:<10} "
+                  f"{x['items_per_s']:>8.1f} {x['items_per_s'] / r['offline_items_per_s']:>10.2f} {x['p50_ms']:>8.1f} "
+                  f"{x['p99_ms']:>8.1f} {x['max_abs_diff']:>10.1e} {x['errors']:>6}")
+    print(f"load average after the run: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
