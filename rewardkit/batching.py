@@ -47,6 +47,7 @@ from itertools import combinations
 import torch
 
 from .encode import Encoded
+from .progress import phase_bar
 
 
 @dataclass
@@ -200,7 +201,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucke
     rng.shuffle(order)
     span = batch_size * bucket_batches
     batches: list[list[int]] = []
-    for start in range(0, len(order), span):
+    for start in phase_bar(range(0, len(order), span), desc="plan", unit=" buckets"):
         bucket = sorted(order[start:start + span], key=lambda i: lengths[i])
         batches += [bucket[j:j + batch_size] for j in range(0, len(bucket), batch_size)]
     rng.shuffle(batches)

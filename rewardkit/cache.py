@@ -14,11 +14,13 @@ The key is a SHA-256 over everything the token ids depend on:
   template;
 * the encoder's layout (special tokens around prompt and response, sentence-pair or not) and
   ``max_length``;
-* the rewardkit version and the source of ``encode.py``, so a change to the encoding rules
+* the rewardkit version and the source of ``encode.py`` and ``encoded_set.py``, so a change to the encoding rules
   invalidates old entries even between releases.
 
 Margins and scores are not cached: they are copied from the comparisons on every load. Entries
-are safetensors files (flat int32 token ids plus offsets), never pickles, written atomically.
+are safetensors files holding an `EncodedSet`'s flat arrays (token ids as uint16/int32 plus
+offsets), never pickles, written atomically; a hit loads them straight into the set, with no
+Python object per token.
 Any problem reading or writing the cache falls back to encoding, so the cache can only cost time.
 """
 
@@ -31,11 +33,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
 from .version import __version__
+from .encode import Encoder
+from .encoded_set import EncodedSet, encode_set, from_arrays
 from .records import Comparison
-from .encode import Encoded, Encoder
 
 MAX_ENTRIES = 64  # oldest entries beyond this are deleted after each write
 
@@ -76,6 +77,7 @@ def encoder_fingerprint(encoder: Encoder) -> str:
         "types": [encoder.head_types, encoder.mid_types, encoder.tail_types,
                   encoder.prompt_type, encoder.response_type, encoder.uses_token_types],
         "encode_py": hashlib.sha256(Path(__file__).with_name("encode.py").read_bytes()).hexdigest(),
+        "encoded_set_py": hashlib.sha256(Path(__file__).with_name("encoded_set.py").read_bytes()).hexdigest(),
         "tokenizer": tokenizer_fingerprint(encoder.tokenizer),
     }
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()
@@ -89,44 +91,6 @@ def cache_key(encoder: Encoder, comps: Sequence[Comparison]) -> str:
     return h.hexdigest()
 
 
-def _pack(encoded: Sequence[Encoded]) -> dict[str, torch.Tensor]:
-    seqs = [s for e in encoded for s in e.input_ids]
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
-    out = {
-        "ids": torch.tensor([t for s in seqs for t in s], dtype=torch.int32),
-        "seq_lengths": lengths,
-        "responses": torch.tensor([len(e.input_ids) for e in encoded], dtype=torch.int64),
-        "prompt_len": torch.tensor([e.prompt_len for e in encoded], dtype=torch.int64),
-        "truncated": torch.tensor([e.truncated for e in encoded], dtype=torch.bool),
-    }
-    if encoded and encoded[0].token_type_ids is not None:
-        out["types"] = torch.tensor([t for e in encoded for s in e.token_type_ids for t in s], dtype=torch.int8)
-    return out
-
-
-def _unpack(tensors: dict[str, torch.Tensor], comps: Sequence[Comparison]) -> list[Encoded]:
-    lengths = tensors["seq_lengths"].tolist()
-    flat_ids = tensors["ids"].tolist()
-    flat_types = tensors["types"].tolist() if "types" in tensors else None
-    responses = tensors["responses"].tolist()
-    if len(responses) != len(comps) or sum(lengths) != len(flat_ids):
-        raise ValueError("cache entry does not match the data")
-    out, at, seq = [], 0, 0
-    for c, k, p, t in zip(comps, responses, tensors["prompt_len"].tolist(), tensors["truncated"].tolist()):
-        if k != len(c.responses):
-            raise ValueError("cache entry does not match the data")
-        ids, types = [], [] if flat_types is not None else None
-        for n in lengths[seq:seq + k]:
-            ids.append(flat_ids[at:at + n])
-            if types is not None:
-                types.append(flat_types[at:at + n])
-            at += n
-        seq += k
-        out.append(Encoded(input_ids=ids, token_type_ids=types, prompt_len=p, truncated=bool(t),
-                           margin=c.margin, scores=c.scores))
-    return out
-
-
 def _prune(folder: Path, keep: int) -> None:
     entries = sorted(folder.glob("*.safetensors"), key=lambda f: f.stat().st_mtime, reverse=True)
     for old in entries[keep:]:
@@ -134,41 +98,42 @@ def _prune(folder: Path, keep: int) -> None:
 
 
 def encode_cached(encoder: Encoder, comps: Sequence[Comparison],
-                  progress: Callable[[Sequence[Comparison]], Any] | None = None) -> list[Encoded]:
-    """``[encoder.encode(c) for c in comps]``, read from the cache when this exact work was done before.
+                  progress: Callable[[Sequence[Comparison]], Any] | None = None) -> EncodedSet:
+    """``[encoder.encode(c) for c in comps]`` as an `EncodedSet`, read from the cache when this
+    exact work was done before.
 
-    ``progress`` optionally wraps the iterable while encoding (e.g. a tqdm bar); it is not used on
-    a cache hit.
+    ``progress`` optionally wraps the comparisons while encoding (e.g. a tqdm bar, advanced per
+    chunk); it is not used on a cache hit, which loads the flat arrays straight into the set.
     """
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file
 
     folder = cache_dir()
     key = cache_key(encoder, comps) if folder is not None and comps else None
     path = folder / "encoded" / f"{key}.safetensors" if key else None
     if path is not None and path.is_file():
         try:
-            encoded = _unpack(load_file(str(path)), comps)
+            encoded = from_arrays(load_file(str(path)), encoder, comps)
             os.utime(path)  # most recently used
             return encoded
         except Exception:  # noqa: BLE001 - unreadable or stale entry: encode afresh
             path.unlink(missing_ok=True)
-    items = progress(comps) if progress is not None else comps
-    encoded = [encoder.encode(c) for c in items]
+    encoded = encode_set(encoder, comps, progress)
     if path is not None:
         _store(path, encoded, len(comps))
     return encoded
 
 
-def _store(path: Path, encoded: Sequence[Encoded], count: int) -> None:
+def _store(path: Path, encoded: EncodedSet, count: int) -> None:
     """Write an entry atomically (temporary file + rename); a read-only home just skips caching."""
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        save_file(_pack(encoded), tmp, metadata={"rewardkit": __version__, "comparisons": str(count)})
+        save_file(encoded.arrays(), tmp, metadata={"rewardkit": __version__, "comparisons": str(count),
+                                                   "format": "encoded-set-1"})
         os.replace(tmp, path)
         tmp = None
         _prune(path.parent, MAX_ENTRIES)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .encode import Encoded
+from .encoded_set import shape_json
 from .errors import UsageError, flag
 from .options import must_match
 from .sharding import read_sharded_weights
@@ -124,7 +125,7 @@ def data_fingerprint(train_enc: list[Encoded], eval_enc: list[Encoded]) -> str:
     """A cheap hash of the encoded data's shape: resuming on different data is refused."""
     h = hashlib.sha256()
     for part in (train_enc, eval_enc):
-        h.update(json.dumps([[len(s) for s in e.input_ids] + [e.prompt_len] for e in part]).encode())
+        h.update(shape_json(part).encode())
     return h.hexdigest()[:16]
 
 

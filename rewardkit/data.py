@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from .errors import DataError, NoPreference, RecordError
 from .formats import ALIASES, FORMATS, parse_record
+from .progress import phase_bar
 from .ratings import RatingOptions, load_ratings, looks_like_ratings
 from .readers import csv_header, iter_hub, iter_rows
 from .records import Comparison, Loaded, Problem, describe_dropped, describe_problems
@@ -74,7 +75,7 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
         out = load_ratings(rows, source, opts)
     else:
         out = Loaded(comparisons=[])
-        for where, raw in rows:
+        for where, raw in phase_bar(rows, desc="load", unit=" records"):
             out.records += 1
             try:
                 if isinstance(raw, RecordError):

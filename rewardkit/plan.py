@@ -25,8 +25,9 @@ from typing import Sequence
 
 import torch
 
-from .batching import batch_length, length_grouped_batches
+from .batching import length_grouped_batches
 from .encode import Encoded
+from .encoded_set import rows_of, widths_of
 from .errors import UsageError
 
 # Padded tokens per forward/backward pass on CPU (--pass-tokens): 16 pairs of 512 tokens would keep
@@ -136,13 +137,13 @@ class TrainingPlan:
     def build(cls, encoded: Sequence[Encoded], prompt_groups: list[list[int]], *, batch_size: int,
               epochs: float, seed: int, world: int, grad_accum: int, share_prefix: bool,
               pass_tokens: int) -> "TrainingPlan":
-        widths = [batch_length(e, share_prefix) for e in encoded]
+        widths = widths_of(encoded, share_prefix)
         prompt_of = [0] * len(encoded)
         for g, members in enumerate(prompt_groups):
             for i in members:
                 prompt_of[i] = g
         rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world)
-        rows = [1 if share_prefix else len(e.input_ids) for e in encoded]
+        rows = rows_of(encoded, share_prefix)
         return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens)
 
     @property

@@ -41,6 +41,7 @@ from .checkpoint import (StopSignals, TrainState, all_finite, check_resume_data,
 from .config import TrainConfig, to_dict
 from .data import bundled_sample, group_by_prompt, load_comparisons, split_by_prompt
 from .encode import Encoded, Encoder
+from .encoded_set import truncated_count
 from .errors import TrainingDiverged, TrainingInterrupted, UsageError
 from .evaluate import evaluate_net
 from .lora import apply_lora
@@ -83,11 +84,11 @@ class Data:
 
     @property
     def truncated(self) -> int:
-        return sum(e.truncated for e in self.train_enc)
+        return truncated_count(self.train_enc)
 
     @property
     def eval_truncated(self) -> int:
-        return sum(e.truncated for e in self.eval_enc)
+        return truncated_count(self.eval_enc)
 
 
 @dataclass

@@ -42,6 +42,7 @@ def _forbid_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("encoded although the cache holds this data")
 
     monkeypatch.setattr(Encoder, "encode", boom)
+    monkeypatch.setattr(Encoder, "tokenize_batch", lambda self, texts: boom(self, texts))  # the batched path
 
 
 def test_second_call_reads_the_cache(bert, cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
