@@ -126,3 +126,13 @@ def regression_metrics(pred: Sequence[Sequence[float]], true: Sequence[Sequence[
         out["pairs"] = len(pair_rewards)
         out["accuracy"] = pairwise_accuracy([b for b, _ in pair_rewards], [w for _, w in pair_rewards])
     return out
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`regression_metrics` as one flat dict of numbers (``spearman/helpfulness``...), for metrics.jsonl
+    and trackers, which take scalars only."""
+    out = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    for name, m in metrics.get("attributes", {}).items():
+        for key in ("rmse", "pearson", "spearman"):
+            out[f"{key}/{name}"] = m.get(key)
+    return out

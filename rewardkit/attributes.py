@@ -87,6 +87,9 @@ class AttributeOptions:
         choices=list(REGRESSION_LOSSES)))
     huber_delta: float = field(default=1.0, metadata=_help(
         "Huber loss: quadratic below DELTA (in scaled units), linear above."))
+    pairwise_weight: float = field(default=1.0, metadata=_help(
+        "--objective bt+regression: loss = regression loss + PAIRWISE_WEIGHT * Bradley-Terry loss of the "
+        "combined reward on the pairs derived from the ratings."))
 
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value (column-independent checks only)."""
@@ -105,6 +108,8 @@ class AttributeOptions:
                              f"(got {self.regression_loss!r})")
         if not (math.isfinite(self.huber_delta) and self.huber_delta > 0):
             raise UsageError(f"{flag('huber_delta')} must be a finite number > 0 (got {self.huber_delta!r})")
+        if not (math.isfinite(self.pairwise_weight) and self.pairwise_weight >= 0):
+            raise UsageError(f"{flag('pairwise_weight')} must be a finite number >= 0 (got {self.pairwise_weight!r})")
         parse_ranges(self.score_range)
         parse_weights(self.attribute_weights)
 
@@ -424,8 +429,13 @@ class Scaling:
 
 
 def fit_scaling(kind: str, records: Sequence[RatedResponse], ranges: Sequence[tuple[float, float] | None],
-                attributes: Sequence[str]) -> Scaling:
-    """The `Scaling` for ``--target-scaling`` (see module doc), fitted on training records only."""
+                attributes: Sequence[str], center: bool = True) -> Scaling:
+    """The `Scaling` for ``--target-scaling`` (see module doc), fitted on training records only.
+
+    ``center=False`` keeps every offset at 0 (divide only): for heads without a bias (Llama, Qwen,
+    GPT-2 ``score``), into which a scale can be folded at export but an offset cannot
+    (`rewardkit.regression.fold_scaling`).
+    """
     k = len(attributes)
     if kind == "auto":
         kind = "range" if all(r is not None for r in ranges) else "standardize"
@@ -436,7 +446,8 @@ def fit_scaling(kind: str, records: Sequence[RatedResponse], ranges: Sequence[tu
         if missing:
             raise UsageError(f"{flag('target_scaling')} range needs {flag('score_range')} for "
                              f"{', '.join(missing)}")
-        return Scaling("range", [r[0] for r in ranges], [r[1] - r[0] for r in ranges])  # type: ignore[index]
+        lows = [r[0] if center else 0.0 for r in ranges]  # type: ignore[index]
+        return Scaling("range", lows, [r[1] - r[0] for r in ranges])  # type: ignore[index]
     offset, scale = [], []
     for j, name in enumerate(attributes):
         seen = [r.values[j] for r in records if r.values[j] is not None]
@@ -444,7 +455,7 @@ def fit_scaling(kind: str, records: Sequence[RatedResponse], ranges: Sequence[tu
             raise DataError(f"attribute {name!r} has no value in the training data")
         mean = statistics.fmean(seen)  # type: ignore[arg-type]
         std = statistics.pstdev(seen) if len(seen) > 1 else 0.0  # type: ignore[arg-type]
-        offset.append(mean)
+        offset.append(mean if center else 0.0)
         scale.append(std if std > 0 else 1.0)  # a constant attribute: centre it, do not divide by 0
     return Scaling("standardize", offset, scale)
 

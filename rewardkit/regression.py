@@ -66,3 +66,24 @@ def combined_reward(outputs: torch.Tensor, weights: torch.Tensor, offset: torch.
     if offset is not None:
         outputs = outputs + offset.to(outputs)
     return outputs @ weights.to(outputs)
+
+
+@torch.no_grad()
+def fold_scaling(weight: torch.Tensor, bias: torch.Tensor | None, offset: torch.Tensor, scale: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output layer's (weight [K, H], bias [K]) rewritten to emit ``offset + scale * output``.
+
+    Training regresses scaled targets; folding the scaling into the last linear layer at export
+    makes the saved model's logits the ratings in original units, so plain transformers and
+    `RewardModel.score_attributes` give the same numbers. A bias-less layer (decoder ``score``
+    heads) can absorb a scale but not an offset: ValueError unless every offset is 0.
+    """
+    scale = scale.to(torch.float32)
+    offset = offset.to(torch.float32)
+    new_weight = (weight.float() * scale[:, None]).to(weight.dtype)
+    if bias is None:
+        if bool((offset != 0).any()):
+            raise ValueError("the output layer has no bias to fold a non-zero offset into "
+                             "(fit the scaling with center=False for this head)")
+        return new_weight, None
+    return new_weight, (bias.float() * scale + offset).to(bias.dtype)

@@ -74,3 +74,12 @@ def test_regression_metrics_shape() -> None:
     assert out["responses"] == 3 and out["pairs"] == 2 and out["accuracy"] == 0.5
     assert math.isclose(out["mean_spearman"], 0.5) and out["attributes"]["h"]["n"] == 3
     assert "pairs" not in regression_metrics([[1.0]], [[1.0]], ["h"])
+
+
+def test_flat_metrics_for_metrics_jsonl() -> None:
+    from rewardkit.attribute_metrics import flat_metrics
+
+    m = regression_metrics([[1.0, 2.0], [2.0, 1.0]], [[1.0, 2.0], [3.0, None]], ["h", "v"])
+    flat = flat_metrics(m)
+    assert flat["spearman/h"] == 1.0 and flat["rmse/v"] == 0.0 and flat["pearson/v"] is None
+    assert "attributes" not in flat and flat["responses"] == 2

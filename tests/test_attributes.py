@@ -260,3 +260,12 @@ def test_split_is_prompt_disjoint_and_seeded() -> None:
     assert {r.prompt for r in train}.isdisjoint({r.prompt for r in held})
     assert len(train) + len(held) == 40 and held
     assert split_records(recs, 0.3, seed=1) == (train, held)
+
+
+def test_uncentered_scaling_for_bias_less_heads() -> None:
+    s = fit_scaling("range", [], [(1, 5)], ["h"], center=False)
+    assert s.offset == [0.0] and s.scale == [4.0]
+    s = fit_scaling("standardize", [rr([1.0]), rr([3.0])], [None], ["h"], center=False)
+    assert s.offset == [0.0] and s.scale == [1.0]
+    with pytest.raises(UsageError, match="--pairwise-weight must be"):
+        opts(pairwise_weight=-1.0).validate()

@@ -96,3 +96,20 @@ def test_combined_reward_is_differentiable_in_fp32_from_bf16() -> None:
     assert r.dtype == torch.float32
     r.sum().backward()
     assert torch.allclose(out.grad.float(), t((6.0, 1.0)))
+
+
+def test_fold_scaling_makes_the_layer_emit_original_units() -> None:
+    from rewardkit.regression import fold_scaling
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 3)
+    h = torch.randn(5, 8)
+    offset, scale = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([4.0, 0.5, 2.0])
+    expected = offset + scale * layer(h)
+    w, b = fold_scaling(layer.weight, layer.bias, offset, scale)
+    assert torch.allclose(h @ w.T + b, expected, atol=1e-6)
+    # bias-less heads (decoders): a pure scale folds, an offset cannot
+    w2, b2 = fold_scaling(layer.weight, None, torch.zeros(3), scale)
+    assert b2 is None and torch.allclose(h @ w2.T, scale * (h @ layer.weight.T), atol=1e-6)
+    with pytest.raises(ValueError, match="no bias"):
+        fold_scaling(layer.weight, None, offset, scale)
