@@ -548,3 +548,66 @@ def split_records(records: Sequence[RatedResponse], fraction: float, seed: int
     from .data import split_by_prompt
 
     return split_by_prompt(list(records), fraction, seed)  # type: ignore[arg-type]  # duck-typed on prompt_key
+
+
+# --------------------------------------------------------------------------------------- model metadata
+
+
+def head_config(attributes: Sequence[str]) -> dict[str, Any]:
+    """The transformers config fields of a K-attribute regression head (``AutoConfig`` kwargs).
+
+    Plain transformers then knows the outputs are regression values and what each one is called.
+    """
+    return {"num_labels": len(attributes), "problem_type": "regression",
+            "id2label": {i: a for i, a in enumerate(attributes)},
+            "label2id": {a: i for i, a in enumerate(attributes)}}
+
+
+@dataclass
+class RegressionMeta:
+    """What a regression model stores under ``config.rewardkit`` to score like it was trained.
+
+    ``scaling`` is what the head learned; ``folded`` says the export rewrote the output layer
+    (`rewardkit.regression.fold_scaling`) so the saved logits are already in original units.
+    """
+
+    attributes: list[str]
+    weights: list[float]
+    scaling: Scaling
+    folded: bool = False
+    objective: str = "regression"
+    pair_attribute: str = COMBINED
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"objective": self.objective, "attributes": list(self.attributes),
+                "attribute_weights": dict(zip(self.attributes, self.weights)),
+                "scaling": {**self.scaling.to_dict(), "folded": self.folded},
+                "pair_attribute": self.pair_attribute}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], num_labels: int, where: str) -> "RegressionMeta | None":
+        """None for a pairwise model; UsageError naming ``where`` for inconsistent settings."""
+        attrs = meta.get("attributes")
+        if not attrs:
+            return None
+        weights = meta.get("attribute_weights") or {}
+        if len(attrs) != num_labels or set(weights) - set(attrs):
+            raise UsageError(f"{where}: config.rewardkit names attributes {attrs} (weights for {sorted(weights)}) "
+                             f"but the head has {num_labels} outputs")
+        scaling = meta.get("scaling") or {"kind": "none", "offset": [0.0] * num_labels, "scale": [1.0] * num_labels}
+        return cls(attributes=list(attrs), weights=[float(weights.get(a, 0.0)) for a in attrs],
+                   scaling=Scaling.from_dict(scaling), folded=bool(scaling.get("folded", False)),
+                   objective=str(meta.get("objective", "regression")),
+                   pair_attribute=str(meta.get("pair_attribute", COMBINED)))
+
+    def values(self, outputs: Sequence[float]) -> list[float]:
+        """Head outputs -> ratings in original units (identity once the scaling is folded)."""
+        return list(outputs) if self.folded else self.scaling.unscale(outputs)
+
+    def reward(self, outputs: Sequence[float]) -> float:
+        """The combined reward of one response's head outputs: ``sum_k w_k * value_k``."""
+        return math.fsum(w * v for w, v in zip(self.weights, self.values(outputs)))
+
+    def as_dict(self, outputs: Sequence[float]) -> dict[str, float]:
+        """{attribute: value} in original units: what `RewardModel.score_attributes` returns per response."""
+        return dict(zip(self.attributes, self.values(outputs)))

@@ -269,3 +269,24 @@ def test_uncentered_scaling_for_bias_less_heads() -> None:
     assert s.offset == [0.0] and s.scale == [1.0]
     with pytest.raises(UsageError, match="--pairwise-weight must be"):
         opts(pairwise_weight=-1.0).validate()
+
+
+def test_head_config_and_meta_round_trip() -> None:
+    from rewardkit.attributes import RegressionMeta, head_config
+
+    cfg = head_config(["helpfulness", "verbosity"])
+    assert cfg == {"num_labels": 2, "problem_type": "regression", "id2label": {0: "helpfulness", 1: "verbosity"},
+                   "label2id": {"helpfulness": 0, "verbosity": 1}}
+    meta = RegressionMeta(["helpfulness", "verbosity"], [1.0, -0.3], Scaling("range", [0.0, 0.0], [4.0, 2.0]))
+    stored = json.loads(json.dumps(meta.to_meta()))
+    assert stored["attribute_weights"] == {"helpfulness": 1.0, "verbosity": -0.3}
+    back = RegressionMeta.from_meta(stored, 2, "m/config.json")
+    assert back == meta
+    # outputs 0.5, 0.5 -> values 2, 1 -> reward 2 - 0.3
+    assert back.as_dict([0.5, 0.5]) == {"helpfulness": 2.0, "verbosity": 1.0}
+    assert abs(back.reward([0.5, 0.5]) - 1.7) < 1e-12
+    folded = RegressionMeta.from_meta({**stored, "scaling": {**stored["scaling"], "folded": True}}, 2, "m")
+    assert folded.as_dict([2.0, 1.0]) == {"helpfulness": 2.0, "verbosity": 1.0}  # logits already in units
+    assert RegressionMeta.from_meta({"loss": "bt"}, 1, "m") is None  # a pairwise model
+    with pytest.raises(UsageError, match="m/config.json: config.rewardkit names attributes"):
+        RegressionMeta.from_meta(stored, 3, "m/config.json")
