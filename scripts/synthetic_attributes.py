@@ -274,7 +274,7 @@ def finetune(train: Any, test: Any, epochs: float, lr: float, batch_size: int, s
     order: list[int] = []
     rng = random.Random(seed)
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
         if len(order) < batch_size:
             order += rng.sample(range(n), n)
         idx, order = order[:batch_size], order[batch_size:]
@@ -285,6 +285,8 @@ def finetune(train: Any, test: Any, epochs: float, lr: float, batch_size: int, s
         opt.step()
         sched.step()
         opt.zero_grad()
+        if (step + 1) % 25 == 0 or step + 1 == steps:
+            print(f"finetune step {step + 1}/{steps}: loss {loss.item():.4f}", file=sys.stderr, flush=True)
     model.eval()
     pred = []
     with torch.inference_mode():
