@@ -41,10 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .data import Loaded, Problem, Text, _check_text, describe_dropped, describe_problems, iter_rows
+from .data import split_by_prompt
+from .formats import check_text as _check_text
+from .options import option, same_option
+from .readers import iter_rows
+from .records import Loaded, Problem, Text, describe_dropped, describe_problems
 from .errors import DataError, RecordError, UsageError, flag
-from .ratings import (PROMPT_COLUMNS, RESPONSE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key, pairs_for,
-                      rating_field)
+from .ratings import PROMPT_COLUMNS, RESPONSE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key, pairs_for
 
 AUTO = "auto"
 SCALINGS = ("auto", "range", "standardize", "none")
@@ -52,44 +55,45 @@ REGRESSION_LOSSES = ("mse", "huber")
 COMBINED = "combined"
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class AttributeOptions:
     """How a multi-attribute rating table becomes regression targets. TrainConfig copies these fields
     (`attribute_field`), so the CLI flags and YAML keys are the field names."""
 
-    prompt_column: str | None = rating_field("prompt_column")
-    response_column: str | None = rating_field("response_column")
-    score_column: str | None = field(default=None, metadata=_help(
+    prompt_column: str | None = same_option(RatingOptions, "prompt_column")
+    response_column: str | None = same_option(RatingOptions, "response_column")
+    score_column: str | None = option(
         "Rating tables: the score column, or for --objective regression a comma-separated list of "
-        "attribute columns (helpfulness,correctness,...) in output order."))
-    attributes: str | None = field(default=None, metadata=_help(
+        "attribute columns (helpfulness,correctness,...) in output order.", None, group="data", must_match=True)
+    attributes: str | None = option(
         "--objective regression: 'auto' takes every column but prompt/response whose first non-empty "
-        "value is a number as an attribute (instead of --score-column)."))
-    score_range: str | None = field(default=None, metadata=_help(
+        "value is a number as an attribute (instead of --score-column).", None, group="data", must_match=True)
+    score_range: str | None = option(
         "Allowed range of the ratings, LO:HI for all attributes and/or NAME=LO:HI per attribute "
-        "(e.g. 0:4,verbosity=0:2). A value outside it is an error naming file:line."))
-    target_scaling: str = field(default="auto", metadata=_help(
+        "(e.g. 0:4,verbosity=0:2). A value outside it is an error naming file:line.", None, group="data",
+        must_match=True)
+    target_scaling: str = option(
         "What the regression head learns: range maps --score-range to [0, 1], standardize uses the "
         "training mean/std, none keeps raw values; auto = range when every attribute has a range, "
-        "else standardize. Scores are always reported in the original units.", choices=list(SCALINGS)))
-    attribute_weights: str | None = field(default=None, metadata=_help(
+        "else standardize. Scores are always reported in the original units.", "auto", group="training",
+        must_match=True, choices=list(SCALINGS))
+    attribute_weights: str | None = option(
         "Weights of the combined reward, NAME=W,... (e.g. helpfulness=1,verbosity=-0.3); unlisted "
-        "attributes weigh 0. Default: 1/K each (the mean of the attributes)."))
-    pair_attribute: str = field(default=COMBINED, metadata=_help(
+        "attributes weigh 0. Default: 1/K each (the mean of the attributes).", None, group="training",
+        must_match=True)
+    pair_attribute: str = option(
         "--objective bt+regression: compare the answers of a prompt on this attribute, or on "
-        "'combined' (the weighted combined rating) to derive preference pairs."))
-    regression_loss: str = field(default="mse", metadata=_help(
+        "'combined' (the weighted combined rating) to derive preference pairs.", COMBINED, group="training",
+        must_match=True)
+    regression_loss: str = option(
         "Regression loss on scaled targets: mse or huber (see --huber-delta); missing values are masked.",
-        choices=list(REGRESSION_LOSSES)))
-    huber_delta: float = field(default=1.0, metadata=_help(
-        "Huber loss: quadratic below DELTA (in scaled units), linear above."))
-    pairwise_weight: float = field(default=1.0, metadata=_help(
+        "mse", group="training", must_match=True, choices=list(REGRESSION_LOSSES))
+    huber_delta: float = option(
+        "Huber loss: quadratic below DELTA (in scaled units), linear above.", 1.0, group="training",
+        must_match=True)
+    pairwise_weight: float = option(
         "--objective bt+regression: loss = regression loss + PAIRWISE_WEIGHT * Bradley-Terry loss of the "
-        "combined reward on the pairs derived from the ratings."))
+        "combined reward on the pairs derived from the ratings.", 1.0, group="training", must_match=True)
 
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value (column-independent checks only)."""
@@ -114,10 +118,9 @@ class AttributeOptions:
         parse_weights(self.attribute_weights)
 
 
-def attribute_field(name: str) -> Any:
+def attribute_field(name: str, **changes: Any) -> Any:
     """A dataclass field identical to `AttributeOptions.<name>`, so TrainConfig documents it once."""
-    f = {f.name: f for f in dataclasses.fields(AttributeOptions)}[name]
-    return field(default=f.default, metadata=dict(f.metadata))
+    return same_option(AttributeOptions, name, **changes)
 
 
 def attribute_options_from(obj: Any) -> AttributeOptions:
@@ -545,8 +548,6 @@ def pairs_from_records(records: Sequence[RatedResponse], attributes: Sequence[st
 def split_records(records: Sequence[RatedResponse], fraction: float, seed: int
                   ) -> tuple[list[RatedResponse], list[RatedResponse]]:
     """Seeded, prompt-disjoint (train, eval) split: `rewardkit.data.split_by_prompt` on rated rows."""
-    from .data import split_by_prompt
-
     return split_by_prompt(list(records), fraction, seed)  # type: ignore[arg-type]  # duck-typed on prompt_key
 
 

@@ -221,7 +221,7 @@ def embed_features(train: list[Any], test: list[Any], batch: int = 64) -> tuple[
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from rewardkit.model import default_model_path
+    from rewardkit.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     model = AutoModel.from_pretrained(default_model_path()).eval()
@@ -250,7 +250,7 @@ def finetune(train: Any, test: Any, epochs: float, lr: float, batch_size: int, s
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     from rewardkit.attributes import fit_scaling, target_matrix
-    from rewardkit.model import default_model_path
+    from rewardkit.backbone import default_model_path
     from rewardkit.regression import regression_loss
 
     torch.manual_seed(seed)

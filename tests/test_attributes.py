@@ -11,7 +11,7 @@ from rewardkit.attributes import (AttributeOptions, RatedResponse, Scaling, comb
                                   pair_score_weights, pairs_from_records, parse_columns, parse_ranges,
                                   parse_weights, read_attribute_table, resolve_ranges, resolve_weights,
                                   split_records, target_matrix)
-from rewardkit.data import iter_rows
+from rewardkit.readers import iter_rows
 from rewardkit.errors import DataError, UsageError
 from rewardkit.ratings import RatingOptions
 
