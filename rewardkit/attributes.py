@@ -53,6 +53,7 @@ AUTO = "auto"
 SCALINGS = ("auto", "range", "standardize", "none")
 REGRESSION_LOSSES = ("mse", "huber")
 COMBINED = "combined"
+OBJECTIVES = ("bt", "regression", "bt+regression")
 
 
 @dataclass
@@ -126,6 +127,30 @@ def attribute_field(name: str, **changes: Any) -> Any:
 def attribute_options_from(obj: Any) -> AttributeOptions:
     """The `AttributeOptions` part of any object with the same attribute names (e.g. a TrainConfig)."""
     return AttributeOptions(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(AttributeOptions)})
+
+
+def check_objective(cfg: Any) -> None:
+    """TrainConfig checks for ``--objective`` (UsageError naming the flag).
+
+    Pairwise runs must not be given an attribute list; regression runs need a rating file and
+    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing, resume).
+    """
+    if cfg.objective == "bt":
+        if cfg.score_column and "," in cfg.score_column or cfg.attributes:
+            raise UsageError(f"give one {flag('score_column')} for pairwise training "
+                             f"(or {flag('objective')} regression for several attributes)")
+        return
+    if not cfg.train_data:
+        raise UsageError(f"{flag('objective')} {cfg.objective} needs {flag('train_data')}: a rating table "
+                         "with one column per attribute")
+    for ok, name, why in ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
+                          (not cfg.balance_per_prompt, "balance_per_prompt", "on"), (not cfg.resume, "resume", "given"),
+                          (not cfg.save_steps, "save_steps", "> 0")):
+        if not ok:
+            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective} "
+                             "(regression runs write no intermediate checkpoints yet)" if name in ("resume", "save_steps")
+                             else f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
+    attribute_options_from(cfg).validate()
 
 
 # --------------------------------------------------------------------------------------- flag parsing
