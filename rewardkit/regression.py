@@ -10,8 +10,14 @@ loss of exactly 0 that still backpropagates (zero gradients, no NaN).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .backbone import unwrap
+from .errors import UsageError
 
 KINDS = ("mse", "huber")
 
@@ -87,3 +93,31 @@ def fold_scaling(weight: torch.Tensor, bias: torch.Tensor | None, offset: torch.
                              "(fit the scaling with center=False for this head)")
         return new_weight, None
     return new_weight, (bias.float() * scale + offset).to(bias.dtype)
+
+
+def output_layer(model: nn.Module) -> nn.Linear:
+    """The linear layer that produces the K logits (``score`` for decoders, ``classifier`` or
+    ``classifier.out_proj`` for encoders); under peft, the trained copy."""
+    inner = unwrap(model)
+    k = inner.config.num_labels
+    for name in ("score", "classifier"):
+        head = getattr(inner, name, None)
+        if head is None:
+            continue
+        saved = getattr(head, "modules_to_save", None)
+        if saved is not None and "default" in saved:
+            head = saved["default"]
+        linears = [m for m in head.modules() if isinstance(m, nn.Linear) and m.out_features == k]
+        if linears:
+            return linears[-1]
+    raise UsageError(f"{type(inner).__name__}: cannot find the output layer with {k} outputs")
+
+
+def fold_output_layer(model: nn.Module, offset: Sequence[float], scale: Sequence[float]) -> None:
+    """Rewrite the output layer so the model's logits are ratings in original units (`fold_scaling`)."""
+    layer = output_layer(model)
+    w, b = fold_scaling(layer.weight.data, None if layer.bias is None else layer.bias.data,
+                        torch.tensor(list(offset)), torch.tensor(list(scale)))
+    layer.weight.data.copy_(w)
+    if b is not None:
+        layer.bias.data.copy_(b)

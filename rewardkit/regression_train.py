@@ -35,7 +35,7 @@ from .attribute_metrics import flat_metrics, regression_metrics
 from .attributes import (AttributeTable, RatedResponse, RegressionMeta, Scaling, attribute_options_from, combine,
                          fit_scaling, load_attribute_table, pair_score_weights, pairs_from_records, resolve_weights,
                          split_records)
-from .backbone import load_backbone, make_encoder, unwrap
+from .backbone import load_backbone, make_encoder
 from .batching import Batch, collate_for
 from .config import TrainConfig, to_dict
 from .encode import Encoded, Encoder
@@ -44,7 +44,7 @@ from .lora import apply_lora
 from .net import RewardNet, compute_rewards, score_encoded
 from .ratings import _key
 from .records import Comparison
-from .regression import combined_reward, fold_scaling, regression_loss
+from .regression import combined_reward, fold_output_layer, output_layer, regression_loss
 from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
 from .precision import resolve_precision
 from .version import __version__
@@ -161,24 +161,6 @@ def encode_rated(data: RatedData, encoder: Encoder) -> None:
     data.train_enc = [encoder.encode_texts(r.prompt, [r.response]) for r in data.train]
     data.held_enc = [encoder.encode_texts(r.prompt, [r.response]) for r in data.held]
     data.pair_enc = [encoder.encode(c) for c in data.train_pairs]
-
-
-def output_layer(model: nn.Module) -> nn.Linear:
-    """The linear layer that produces the K logits (``score`` for decoders, ``classifier`` or
-    ``classifier.out_proj`` for encoders); under peft, the trained copy."""
-    inner = unwrap(model)
-    k = inner.config.num_labels
-    for name in ("score", "classifier"):
-        head = getattr(inner, name, None)
-        if head is None:
-            continue
-        saved = getattr(head, "modules_to_save", None)
-        if saved is not None and "default" in saved:
-            head = saved["default"]
-        linears = [m for m in head.modules() if isinstance(m, nn.Linear) and m.out_features == k]
-        if linears:
-            return linears[-1]
-    raise UsageError(f"{type(inner).__name__}: cannot find the output layer with {k} outputs")
 
 
 # --------------------------------------------------------------------------------------- the loop
@@ -318,16 +300,6 @@ def evaluate_rated(run: Run, net: nn.Module, data: RatedData, pad_id: int
     return regression_metrics(pred, [r.values for r in data.held], data.attributes, pairs), pred, combined
 
 
-def fold_output_layer(model: nn.Module, scaling: Scaling) -> None:
-    """Rewrite the output layer so the model's logits are ratings in original units (`fold_scaling`)."""
-    layer = output_layer(model)
-    w, b = fold_scaling(layer.weight.data, None if layer.bias is None else layer.bias.data,
-                        torch.tensor(scaling.offset), torch.tensor(scaling.scale))
-    layer.weight.data.copy_(w)
-    if b is not None:
-        layer.bias.data.copy_(b)
-
-
 def _stats(run: Run, net: nn.Module, data: RatedData, pad_id: int, combined: list[float]) -> dict[str, Any]:
     source = "eval"
     if not combined:  # no held-out rows: a seeded sample of training rows
@@ -355,7 +327,7 @@ def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, fin
 
     folded = not is_peft_model(inner)
     if folded:
-        fold_output_layer(inner, data.scaling)
+        fold_output_layer(inner, data.scaling.offset, data.scaling.scale)
     meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.objective, "normalization": stats,
             **RegressionMeta(data.attributes, data.weights, data.scaling, folded=folded, objective=cfg.objective,
                              pair_attribute=cfg.pair_attribute).to_meta()}

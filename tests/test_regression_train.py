@@ -171,3 +171,23 @@ def test_llama_regression_export_matches(llama_dir: Path, tmp_path: Path) -> Non
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].tolist()
     assert [attrs[a] for a in ATTRS] == pytest.approx(logits, abs=1e-5)
+
+
+def test_lora_regression_adapter_and_merge(bert_dir: Path, tmp_path: Path) -> None:
+    """LoRA: the adapter keeps the head unfolded (the scorer unscales); --merge folds it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = write_csv(tmp_path / "rated.csv", rated_rows(6, 2))
+    out = tmp_path / "out"
+    train(regression_cfg(bert_dir, data, out, epochs=1, eval_split=0.0, lora_r=4, merge=True), log=lambda m: None)
+    assert (out / "adapter_config.json").is_file()
+    assert json.loads((out / "rewardkit.json").read_text())["scaling"]["folded"] is False
+    prompts, responses = ["question number 2"], ["great long the answer"]
+    adapter = RewardModel.from_pretrained(out, device="cpu", dtype="fp32").score_attributes(prompts, responses)[0]
+    merged = RewardModel.from_pretrained(out / "merged", device="cpu", dtype="fp32").score_attributes(prompts, responses)[0]
+    assert [merged[a] for a in ATTRS] == pytest.approx([adapter[a] for a in ATTRS], abs=1e-4)
+    model = AutoModelForSequenceClassification.from_pretrained(out / "merged").eval()
+    tok = AutoTokenizer.from_pretrained(out / "merged")
+    with torch.no_grad():
+        logits = model(**tok(prompts, responses, return_tensors="pt")).logits[0].tolist()
+    assert [merged[a] for a in ATTRS] == pytest.approx(logits, abs=1e-5)
