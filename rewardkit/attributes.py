@@ -47,7 +47,7 @@ from .options import option, same_option
 from .readers import iter_rows
 from .records import Loaded, Problem, Text, describe_dropped, describe_problems
 from .errors import DataError, RecordError, UsageError, flag
-from .ratings import PROMPT_COLUMNS, RESPONSE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key, pairs_for
+from .ratings import PROMPT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key, pairs_for
 
 AUTO = "auto"
 SCALINGS = ("auto", "range", "standardize", "none")
@@ -64,8 +64,9 @@ class AttributeOptions:
     prompt_column: str | None = same_option(RatingOptions, "prompt_column")
     response_column: str | None = same_option(RatingOptions, "response_column")
     score_column: str | None = option(
-        "Rating tables: the score column, or for --objective regression a comma-separated list of "
-        "attribute columns (helpfulness,correctness,...) in output order.", None, group="data", must_match=True)
+        "Rating tables: the column holding the numeric score (default: the first of "
+        + "/".join(SCORE_COLUMNS) + " present), or for --objective regression a comma-separated list "
+        "of attribute columns (helpfulness,correctness,...) in output order.", None, group="data")
     attributes: str | None = option(
         "--objective regression: 'auto' takes every column but prompt/response whose first non-empty "
         "value is a number as an attribute (instead of --score-column).", None, group="data", must_match=True)
