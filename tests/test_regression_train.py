@@ -57,7 +57,7 @@ def trained(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     d = tmp_path_factory.mktemp("regression")
     data = write_csv(d / "rated.csv", rated_rows())
     out = d / "out"
-    train(regression_cfg(bert_dir, data, out), log=lambda m: None)
+    train(regression_cfg(bert_dir, data, out, eval_steps=20), log=lambda m: None)
     return out, data
 
 
@@ -74,7 +74,8 @@ def test_regression_run_learns_and_writes_metrics(trained: tuple[Path, Path]) ->
     assert ev["attributes"]["helpfulness"]["spearman"] > 0.5, ev  # learns the word counts
     assert "pairs" in ev and 0.0 <= ev["accuracy"] <= 1.0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert any(r["split"] == "eval" and "spearman/helpfulness" in r for r in rows)
+    evals = [r["step"] for r in rows if r["split"] == "eval" and "spearman/helpfulness" in r]
+    assert evals == [20, 40]  # --eval-steps 20 of 40 steps, then the final evaluation
     assert (out / "report" / "report.html").is_file()
     assert "helpfulness" in (out / "report" / "report.html").read_text()
 
@@ -191,3 +192,38 @@ def test_lora_regression_adapter_and_merge(bert_dir: Path, tmp_path: Path) -> No
     with torch.no_grad():
         logits = model(**tok(prompts, responses, return_tensors="pt")).logits[0].tolist()
     assert [merged[a] for a in ATTRS] == pytest.approx(logits, abs=1e-5)
+
+
+def test_rated_loss_empty_terms_are_zero_not_nan() -> None:
+    """bt+regression batches may hold only pairs (no targets) or only rows (no pairs): both finite."""
+    from rewardkit.attributes import Scaling
+    from rewardkit.regression_train import RatedData, rated_loss
+
+    data = RatedData(ATTRS, [0.5, 0.5], [], [], [], [], 0, [(0.0, 4.0)] * 2, Scaling("range", [0.0, 0.0], [4.0, 4.0]))
+    cfg = TrainConfig(objective="bt+regression", train_data="x.csv", score_column="helpfulness,verbosity")
+    out = torch.randn(2, 2, requires_grad=True)
+
+    class PairBatch:  # the two responses of one pair, no rated row
+        pair_better, pair_worse = torch.tensor([0]), torch.tensor([1])
+        pair_margin, pair_weight = torch.tensor([0.0]), torch.tensor([1.0])
+
+    loss, reg, bt = rated_loss(out, PairBatch(), torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool), cfg, data)
+    assert reg == 0.0 and bt > 0 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+
+    class RowBatch:  # rated rows only
+        pair_better = pair_worse = torch.tensor([], dtype=torch.long)
+        pair_margin = pair_weight = torch.tensor([])
+
+    mask = torch.tensor([[True, False], [True, True]])
+    loss, reg, bt = rated_loss(out.detach(), RowBatch(), torch.full((2, 2), float("nan")).where(~mask, 0.5), mask,
+                               cfg, data)
+    assert bt == 0.0 and reg > 0 and torch.isfinite(loss)
+
+
+def test_eval_text_output(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    out, data = trained
+    res = run_cli("eval", str(out), str(data))
+    assert res.returncode == 0, res.stderr
+    assert "helpfulness" in res.stdout and "spearman" in res.stdout and "combined reward accuracy" in res.stdout
