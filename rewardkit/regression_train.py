@@ -84,6 +84,9 @@ def train_regression(cfg: TrainConfig, log: Callable[[str], None] = print) -> di
         run.say(f"target scaling {data.scaling.kind}: offset {_fmt(data.scaling.offset)}, "
                 f"scale {_fmt(data.scaling.scale)}; combined reward weights {_fmt(data.weights)}")
         encode_rated(data, make_encoder(model, tokenizer, cfg.max_length))
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
         if cfg.lora_r:
             model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         net = RewardNet(model)

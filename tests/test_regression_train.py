@@ -142,12 +142,16 @@ def test_bad_rating_values_exit_2(bert_dir: Path, tmp_path: Path, bad: str, mess
 def test_pairwise_refuses_attribute_list(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="one --score-column"):
         TrainConfig(train_data="x.csv", score_column="a,b").validate()
+    for bad in ({"resume": "latest"}, {"loss": "pl"}, {"report_to": "tensorboard"}, {"balance_per_prompt": True}):
+        with pytest.raises(UsageError, match="does not apply to --objective regression"):
+            TrainConfig(train_data="x.csv", score_column="a,b", objective="regression", **bad).validate()
 
 
 def test_bt_plus_regression_runs(bert_dir: Path, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
     out = tmp_path / "out"
-    result = train(regression_cfg(bert_dir, data, out, objective="bt+regression", epochs=2, eval_split=0.0),
+    result = train(regression_cfg(bert_dir, data, out, objective="bt+regression", epochs=2, eval_split=0.0,
+                                  gradient_checkpointing=True),
                    log=lambda m: None)
     assert result.steps > 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
