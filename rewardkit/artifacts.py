@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .attributes import head_config
 from .backbone import unwrap
 from .errors import UsageError
+from .regression import fold_output_layer
 
 ADAPTER_CONFIG = "adapter_config.json"
 META_FILE = "rewardkit.json"
@@ -94,9 +96,14 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     base = config.get("base_model_name_or_path")
     if not base:
         raise UsageError(f"{p / ADAPTER_CONFIG}: no base_model_name_or_path; cannot rebuild the model")
+    meta_file = p / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    # a regression adapter's head has one output per attribute (issue 14)
+    head = head_config(meta["attributes"]) if meta.get("attributes") else {"num_labels": 1}
     try:
-        base_config = AutoConfig.from_pretrained(base, num_labels=1)
-        model = AutoModelForSequenceClassification.from_pretrained(base, config=base_config)
+        base_config = AutoConfig.from_pretrained(base, **head)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
     except (OSError, ValueError) as e:
         raise UsageError(f"{p}: cannot load the adapter's base model {base!r}: {str(e).splitlines()[0]}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(p))
@@ -104,8 +111,6 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
         model.resize_token_embeddings(len(tokenizer))  # the saved embeddings fill the new rows
     model.config.pad_token_id = tokenizer.pad_token_id
     tokenizer.padding_side = "right"
-    meta_file = p / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     return PeftModel.from_pretrained(model, str(p)), tokenizer, meta
 
 
@@ -146,6 +151,10 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, overwrite: bool 
         raise UsageError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
     model, tokenizer, meta = load_adapter(adapter_dir)
     merged = model.merge_and_unload()
+    scaling = meta.get("scaling")
+    if scaling and not scaling.get("folded"):  # regression: merged logits in original units, as full exports
+        fold_output_layer(merged, scaling["offset"], scaling["scale"])
+        meta = {**meta, "scaling": {**scaling, "folded": True}}
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .attributes import head_config
 from .encode import Encoder
 from .errors import UsageError
 
@@ -56,8 +57,10 @@ def _disable_dropout(config: Any) -> None:
             setattr(config, key, 0.0)
 
 
-def load_backbone(name: str | None, dropout: bool = False) -> tuple[nn.Module, Any]:
-    """Load a backbone with a fresh 1-output head and a tokenizer with a usable pad token."""
+def load_backbone(name: str | None, dropout: bool = False,
+                  attributes: list[str] | None = None) -> tuple[nn.Module, Any]:
+    """Load a backbone with a fresh 1-output head (or one output per regression attribute) and a
+    tokenizer with a usable pad token."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     path = name or default_model_path()
@@ -71,15 +74,19 @@ def load_backbone(name: str | None, dropout: bool = False) -> tuple[nn.Module, A
         if not (Path(path) / "config.json").is_file():
             raise UsageError(f"--model: {path} has no config.json; not a Hugging Face model directory")
     try:
-        config = AutoConfig.from_pretrained(path, num_labels=1)
+        config = AutoConfig.from_pretrained(path, **(head_config(attributes) if attributes else {"num_labels": 1}))
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise UsageError(f"--model: cannot load {path!r}: {str(e).splitlines()[0]}") from None
     if not dropout:
         _disable_dropout(config)
-    model, info = AutoModelForSequenceClassification.from_pretrained(path, config=config, output_loading_info=True)
+    # a regression head replaces a checkpoint's head of another size (ignore_mismatched_sizes): fresh too
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, output_loading_info=True, **({"ignore_mismatched_sizes": True} if attributes else {}))
     # Freshly initialised modules (the new head, sometimes a pooler) must train in full under LoRA.
-    model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
+    fresh = list(info.get("missing_keys", ())) + [k[0] if isinstance(k, tuple) else k
+                                                  for k in info.get("mismatched_keys", ())]
+    model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in fresh})
     if not dropout:
         for m in model.modules():
             if isinstance(m, nn.Dropout):

@@ -114,7 +114,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
         return 0
-    if result.eval_metrics:
+    if result.eval_metrics and "attributes" in result.eval_metrics:  # --objective regression
+        from .attribute_cli import print_attribute_metrics
+
+        print_attribute_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['responses']} "
+                                "rated responses):")
+    elif result.eval_metrics:
         _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
     else:
         print("no held-out data (every pair was trained on): pass --eval-split 0.1 or --eval-data FILE for "
@@ -159,6 +164,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = _config(EvalConfig, args)
     if not Path(cfg.model_dir).is_dir():
         raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
+    from .attribute_cli import eval_rated
+
+    if (done := eval_rated(cfg, _load_scorer)) is not None:  # a regression model on a rating table
+        return done
     loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
     if loaded.problems:
         print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
@@ -224,13 +233,20 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     # stdout carries the records, so the bar (on stderr) shows only where someone watches it
     with tqdm(total=len(encoded), desc="score", unit="rec", disable=cfg.output is None and not sys.stderr.isatty()) as bar:
-        rewards = rm.rewards_for(encoded, cfg.batch_size, bar)
+        if rm.regression is None:
+            rewards, attributes = rm.rewards_for(encoded, cfg.batch_size, bar), None
+        else:  # regression model: the combined reward and each attribute, from one forward pass
+            rewards, attributes = rm.attributes_for(encoded, cfg.batch_size, bar)
     if cfg.normalize:
         rewards = [rm.normalize(r) for r in rewards]
     out = open(cfg.output, "w") if cfg.output else sys.stdout
     try:
-        for (kind, raw, payload), r in zip(jobs, rewards):
+        for n, ((kind, raw, payload), r) in enumerate(zip(jobs, rewards)):
             rec = dict(raw)
+            if attributes is not None:
+                from .attribute_cli import add_attributes
+
+                add_attributes(rec, kind, raw, payload, attributes[n])
             if kind == "single":
                 rec["reward"] = r[0]
             elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):

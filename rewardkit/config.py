@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import UsageError, flag
+from .attributes import OBJECTIVES, AttributeOptions, check_objective
 from .formats import FORMATS
 from .options import option, same_option
 from .ratings import RatingOptions, options_from
@@ -70,12 +71,15 @@ class TrainConfig:
     # rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions
     prompt_column: str | None = same_option(RatingOptions, "prompt_column")
     response_column: str | None = same_option(RatingOptions, "response_column")
-    score_column: str | None = same_option(RatingOptions, "score_column")
+    score_column: str | None = same_option(AttributeOptions, "score_column")
     ratings_mode: str = same_option(RatingOptions, "ratings_mode")
     hi: float | None = same_option(RatingOptions, "hi")
     lo: float | None = same_option(RatingOptions, "lo")
     min_gap: float = same_option(RatingOptions, "min_gap")
     margin_scale: float = same_option(RatingOptions, "margin_scale")
+    # ratings as regression targets (--objective regression / bt+regression): rewardkit.attributes
+    attributes: str | None = same_option(AttributeOptions, "attributes")
+    score_range: str | None = same_option(AttributeOptions, "score_range")
 
     # ---- training: the objective and the optimizer
     epochs: float = option(
@@ -96,6 +100,16 @@ class TrainConfig:
     loss: str = option(
         "bt: Bradley-Terry on every pair of a comparison; pl: Plackett-Luce over whole rankings.",
         "bt", group="training", must_match=True, choices=["bt", "pl"])
+    objective: str = option(
+        "bt: pairwise (Bradley-Terry / Plackett-Luce, --loss); regression: one output per rated "
+        "attribute of a rating table, masked MSE/Huber; bt+regression: both, the pairs derived from "
+        "the same ratings.", "bt", group="training", must_match=True, choices=list(OBJECTIVES))
+    target_scaling: str = same_option(AttributeOptions, "target_scaling")
+    attribute_weights: str | None = same_option(AttributeOptions, "attribute_weights")
+    pair_attribute: str = same_option(AttributeOptions, "pair_attribute")
+    regression_loss: str = same_option(AttributeOptions, "regression_loss")
+    huber_delta: float = same_option(AttributeOptions, "huber_delta")
+    pairwise_weight: float = same_option(AttributeOptions, "pairwise_weight")
     use_margin: bool = option(
         "Use a record's `margin` (or score gaps of rankings) in -logsigmoid(r_c - r_r - m).",
         True, group="training", must_match=True)
@@ -197,6 +211,7 @@ class TrainConfig:
         ]
         check(self, checks)
         self.rating_options().validate()
+        check_objective(self)
 
 
 def check(cfg: Any, checks: list[tuple[bool, str, str]]) -> None:

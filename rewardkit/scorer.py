@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .artifacts import load_model_dir
+from .attributes import RegressionMeta
 from .backbone import make_encoder
 from .encode import Encoded
 from .errors import UsageError
@@ -56,6 +57,11 @@ class RewardModel:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.meta = meta or {}
+        # regression models (issue 14): K attribute outputs; the reward is their weighted combination
+        self.regression = RegressionMeta.from_meta(self.meta, int(model.config.num_labels), "model")
+        if self.regression is None and int(model.config.num_labels) > 1:
+            raise UsageError(f"not a rewardkit reward model: {model.config.num_labels} outputs and no attribute "
+                             "names in config.rewardkit")
         self.max_length = int(self.meta.get("max_length", max_length))
         self.encoder = make_encoder(model, tokenizer, self.max_length)
         self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.model, self.pad_id,
@@ -88,9 +94,41 @@ class RewardModel:
     # ---------------------------------------------------------------- scoring
     def rewards_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                     progress: Any = None) -> list[list[float]]:
-        """Rewards of every response of every encoded comparison, in input order, length-sorted batches."""
-        return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+        """Rewards of every response of every encoded comparison, in input order, length-sorted batches.
+
+        A regression model's reward is the combined reward of its attribute outputs."""
+        if self.regression is None:
+            return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+                                 share_prefix=self.share_prefix)
+        return [[self.regression.reward(o) for o in outs] for outs in self.outputs_for(encoded, batch_size, progress)]
+
+    def outputs_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                    progress: Any = None) -> list[list[list[float]]]:
+        """The head's raw outputs (a list of K floats) for every response of every encoded comparison."""
+        outs = score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
                              share_prefix=self.share_prefix)
+        return [[o if isinstance(o, list) else [o] for o in per] for per in outs]
+
+    def attributes_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                       progress: Any = None) -> tuple[list[list[float]], list[list[dict[str, float]]]]:
+        """(combined rewards, {attribute: value} dicts) per response of every comparison, one forward pass."""
+        reg = self._require_attributes()
+        outs = self.outputs_for(encoded, batch_size, progress)
+        return ([[reg.reward(o) for o in per] for per in outs], [[reg.as_dict(o) for o in per] for per in outs])
+
+    def _require_attributes(self) -> RegressionMeta:
+        if self.regression is None:
+            raise UsageError("this model has no attributes (trained with --objective bt)")
+        return self.regression
+
+    def score_attributes(self, prompts: Sequence[Text], responses: Sequence[Text],
+                         batch_size: int = 32) -> list[dict[str, float]]:
+        """{attribute: value} per (prompt, response), in the ratings' original units; ``score`` of the
+        same pair is ``sum(weight[a] * value[a])`` with the weights stored in ``config.rewardkit``."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
+        return [per[0] for per in self.attributes_for(encoded, batch_size)[1]]
 
     def score_comparisons(self, comps: Sequence[Comparison], batch_size: int = 32,
                           progress: Any = None) -> list[list[float]]:

@@ -51,6 +51,7 @@ from .plan import TrainingPlan, resolve_pass_tokens
 from .precision import resolve_precision
 from .prefix_sharing import resolve_prefix_sharing
 from .records import Comparison
+from .regression_train import train_regression
 from .sharding import configure_deepspeed, full_weights
 from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
 from .tracking import accelerator_kwargs, finishing, start_trackers
@@ -112,6 +113,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
     cfg.validate()
+    if cfg.objective != "bt":  # ratings as targets (issue 14): its own, simpler loop
+        return TrainResult(**train_regression(cfg, log))
     trackers = accelerator_kwargs(cfg)  # a missing tracker package fails here, before any work
     started = time.time()
     precision = resolve_precision(cfg.precision, run_device_type())

@@ -1,0 +1,356 @@
+"""Train on ratings as targets: ``--objective regression`` and ``bt+regression`` (issue 14).
+
+One output per attribute (``num_labels = K``), read at the same token / pooling as the pairwise
+reward (`rewardkit.net.RewardNet`), trained with the masked MSE/Huber loss of
+`rewardkit.regression` on scaled targets (`rewardkit.attributes.Scaling`, fitted on the training
+split only). ``bt+regression`` adds Bradley-Terry on the *combined* reward of pairs derived from the
+same ratings, so the pairwise signal trains exactly the number ``RewardModel.score`` returns.
+
+The run's surroundings are the pairwise run's (`rewardkit.run`: accelerator and precision, output
+directory checks, ``metrics.jsonl``), and the saved directory is the same plain transformers model,
+with the scaling folded into the output layer so its logits are ratings in original units
+(``config.rewardkit`` names attributes, weights and scaling). This loop is deliberately simpler
+than `rewardkit.train.fit`: one process, no intermediate checkpoints or ``--resume`` (v1; the
+config refuses them), a seeded shuffle per epoch, micro-batches of ``--batch-size`` items where an
+item is a rated row or (bt+regression) a derived pair.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from .artifacts import merge_adapter, publish_model, save_trained
+from .attribute_metrics import flat_metrics, regression_metrics
+from .attributes import (AttributeTable, RatedResponse, RegressionMeta, Scaling, attribute_options_from, combine,
+                         fit_scaling, load_attribute_table, pair_score_weights, pairs_from_records, resolve_weights,
+                         split_records)
+from .backbone import load_backbone, make_encoder
+from .batching import Batch, collate_for
+from .config import TrainConfig, to_dict
+from .encode import Encoded, Encoder
+from .errors import TrainingDiverged, UsageError
+from .lora import apply_lora
+from .net import RewardNet, compute_rewards, score_encoded
+from .ratings import _key
+from .records import Comparison
+from .regression import combined_reward, fold_output_layer, output_layer, regression_loss
+from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
+from .precision import resolve_precision
+from .version import __version__
+
+
+@dataclass
+class RatedData:
+    """A regression run's data: rated rows (and derived pairs) of both splits, encoded."""
+
+    attributes: list[str]
+    weights: list[float]
+    train: list[RatedResponse]
+    held: list[RatedResponse]
+    train_pairs: list[Comparison]
+    held_pairs: list[Comparison]
+    skipped: int
+    ranges: list[tuple[float, float] | None]
+    scaling: Scaling | None = None
+    train_enc: list[Encoded] | None = None
+    pair_enc: list[Encoded] | None = None
+    held_enc: list[Encoded] | None = None
+
+
+def train_regression(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train a K-attribute regression reward model as ``cfg`` says; the fields of `TrainResult`."""
+    started = time.time()
+    precision = resolve_precision(cfg.precision, run_device_type())
+    with fresh_accelerate_state():
+        run = start_run(cfg, precision, log)
+        if run.world > 1:
+            raise UsageError(f"--objective {cfg.objective} runs in one process for now (got {run.world})")
+        data = load_rated(cfg, run)
+        model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout, attributes=data.attributes)
+        center = output_layer(model).bias is not None  # a bias-less head cannot absorb an offset at export
+        data.scaling = fit_scaling(cfg.target_scaling, data.train, data.ranges, data.attributes,
+                                   center=center)
+        run.say(f"target scaling {data.scaling.kind}: offset {_fmt(data.scaling.offset)}, "
+                f"scale {_fmt(data.scaling.scale)}; combined reward weights {_fmt(data.weights)}")
+        encode_rated(data, make_encoder(model, tokenizer, cfg.max_length))
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        if cfg.lora_r:
+            model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        net = RewardNet(model)
+        metrics = MetricsLog(run.out / "metrics.jsonl", run.main)
+        metrics.path.write_text("")
+        t0 = time.time()
+        steps, seen = fit_rated(run, net, data, tokenizer.pad_token_id, metrics)
+        train_seconds = time.time() - t0
+        final, pred, combined = evaluate_rated(run, net, data, tokenizer.pad_token_id)
+        if final is not None:
+            metrics.write(split="eval", step=steps, **flat_metrics(final))
+        publish_rated(run, net, tokenizer, data, final, pred, combined,
+                      {"steps": steps, "rows_seen": seen, "seconds": round(time.time() - started, 1),
+                       "train_seconds": round(train_seconds, 1)})
+    return {"output_dir": str(run.out), "steps": steps, "pairs_seen": seen, "train_comparisons": len(data.train),
+            "truncated": sum(e.truncated for e in data.train_enc or []), "skipped": data.skipped,
+            "eval_metrics": final, "seconds": time.time() - started, "train_seconds": train_seconds}
+
+
+def _fmt(xs: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
+
+
+def _load_table(cfg: TrainConfig, run: Run, source: str) -> AttributeTable:
+    table = load_attribute_table(source, attribute_options_from(cfg), cfg.skip_invalid)
+    for note in table.notes:
+        run.say(note)
+    if table.problems:
+        from .records import describe_problems
+
+        run.say(describe_problems(table.problems, source))
+    if table.dropped:
+        from .records import describe_dropped
+
+        run.say(describe_dropped(table.dropped, source))
+    return table
+
+
+def load_rated(cfg: TrainConfig, run: Run) -> RatedData:
+    """Rated rows of the training and held-out sides (prompt-disjoint split or --eval-data), weights,
+    and for bt+regression the pairs derived on each side separately."""
+    table = _load_table(cfg, run, cfg.train_data)
+    attrs = table.attributes
+    skipped = len(table.problems)
+    if cfg.eval_data:
+        held_table = _load_table(cfg, run, cfg.eval_data)
+        if held_table.attributes != attrs:
+            raise UsageError(f"--eval-data {cfg.eval_data}: attributes {held_table.attributes} differ from the "
+                             f"training data's {attrs}")
+        train_r, held_r = table.records, held_table.records
+        skipped += len(held_table.problems)
+    else:
+        train_r, held_r = split_records(table.records, cfg.held_out_fraction(), cfg.seed)
+    weights = resolve_weights(cfg.attribute_weights, attrs)
+    pair_score_weights(cfg.pair_attribute, attrs, weights)  # an unknown --pair-attribute fails here
+    train_pairs: list[Comparison] = []
+    if cfg.objective == "bt+regression":
+        loaded = pairs_from_records(train_r, attrs, weights, cfg.pair_attribute, cfg.rating_options())
+        for note in loaded.notes:
+            run.say(note)
+        train_pairs = loaded.comparisons
+        if not train_pairs:
+            raise UsageError("--objective bt+regression: the ratings give no pair (every prompt needs 2+ answers "
+                             "with different ratings); use --objective regression")
+    held_pairs = (pairs_from_records(held_r, attrs, weights, cfg.pair_attribute, cfg.rating_options()).comparisons
+                  if held_r else [])
+    run.say(f"data: {len(train_r)} rated training rows, {len(held_r)} held out, attributes {', '.join(attrs)}"
+            + (f"; {len(train_pairs)} training pairs from the ratings" if train_pairs else "")
+            + (f"; {len(held_pairs)} held-out pairs" if held_pairs else ""))
+    return RatedData(attrs, weights, list(train_r), list(held_r), train_pairs, held_pairs, skipped, table.ranges)
+
+
+def encode_rated(data: RatedData, encoder: Encoder) -> None:
+    """Each rated row is a one-response comparison; pairs are ordinary two-response comparisons."""
+    data.train_enc = [encoder.encode_texts(r.prompt, [r.response]) for r in data.train]
+    data.held_enc = [encoder.encode_texts(r.prompt, [r.response]) for r in data.held]
+    data.pair_enc = [encoder.encode(c) for c in data.train_pairs]
+
+
+# --------------------------------------------------------------------------------------- the loop
+
+
+def _items(data: RatedData) -> list[tuple[str, int]]:
+    return [("row", i) for i in range(len(data.train))] + [("pair", j) for j in range(len(data.train_pairs))]
+
+
+def make_batch(data: RatedData, items: Sequence[tuple[str, int]], pad_id: int, use_margin: bool
+               ) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """One padded batch of rated rows and pairs, with targets [N, K] and their mask (pair responses: none)."""
+    assert data.scaling is not None and data.train_enc is not None and data.pair_enc is not None
+    enc = [data.train_enc[i] if kind == "row" else data.pair_enc[i] for kind, i in items]
+    batch = collate_for(enc, pad_id, False, use_margin=use_margin)
+    k = len(data.attributes)
+    target, mask = [], []
+    for kind, i in items:
+        if kind == "row":
+            scaled = data.scaling.scale_values(data.train[i].values)
+            target.append([0.0 if v is None else v for v in scaled])
+            mask.append([v is not None for v in scaled])
+        else:
+            target += [[0.0] * k, [0.0] * k]
+            mask += [[False] * k, [False] * k]
+    return batch, torch.tensor(target, dtype=torch.float32), torch.tensor(mask, dtype=torch.bool)
+
+
+def rated_loss(outputs: torch.Tensor, batch: Batch, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
+               data: RatedData) -> tuple[torch.Tensor, float, float]:
+    """(loss, regression term, pairwise term): masked regression + pairwise_weight * Bradley-Terry on
+    the combined reward; an empty term is 0, never NaN."""
+    assert data.scaling is not None
+    if outputs.dim() == 1:  # one attribute: RewardNet returns [N]
+        outputs = outputs.unsqueeze(-1)
+    reg = regression_loss(outputs, target, mask, cfg.regression_loss, cfg.huber_delta)
+    loss, bt_value = reg, 0.0
+    if len(batch.pair_better):
+        pw = torch.tensor(pair_score_weights(cfg.pair_attribute, data.attributes, data.weights))
+        r = combined_reward(outputs, pw, torch.tensor(data.scaling.offset), torch.tensor(data.scaling.scale))
+        diff = r[batch.pair_better] - r[batch.pair_worse] - (batch.pair_margin if cfg.use_margin else 0.0)
+        bt = (-F.logsigmoid(diff) * batch.pair_weight).sum() / batch.pair_weight.sum()
+        loss = reg + cfg.pairwise_weight * bt
+        bt_value = bt.item()
+    return loss, reg.item(), bt_value
+
+
+def fit_rated(run: Run, net: RewardNet, data: RatedData, pad_id: int, metrics: MetricsLog) -> tuple[int, int]:
+    """AdamW over seeded, shuffled micro-batches for --epochs; returns (optimizer steps, items seen)."""
+    from transformers import get_scheduler
+
+    cfg, acc = run.cfg, run.accelerator
+    items = _items(data)
+    per_epoch = math.ceil(len(items) / cfg.batch_size)
+    micro = max(1, round(per_epoch * cfg.epochs))
+    total = math.ceil(micro / cfg.grad_accum)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
+                              num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
+    net, optimizer = acc.prepare(net, optimizer)
+    net.train()
+    order: list[tuple[str, int]] = []
+    rng = random.Random(cfg.seed)
+    step = seen = 0
+    running = [0.0, 0.0, 0.0, 0]
+    for m in range(micro):
+        if len(order) < cfg.batch_size:
+            more = list(items)
+            rng.shuffle(more)
+            order += more
+        chunk, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        batch, target, mask = make_batch(data, chunk, pad_id, cfg.use_margin)
+        batch, target, mask = batch.to(acc.device), target.to(acc.device), mask.to(acc.device)
+        loss, reg, bt = rated_loss(compute_rewards(net, batch), batch, target, mask, cfg, data)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(f"step {step + 1}: non-finite loss {loss.item():.4g}; no model was written. "
+                                   f"Lower --lr (now {cfg.lr:g}) or try --precision fp32.")
+        acc.backward(loss / cfg.grad_accum)
+        seen += len(chunk)
+        running = [running[0] + loss.item(), running[1] + reg, running[2] + bt, running[3] + 1]
+        if (m + 1) % cfg.grad_accum and m + 1 < micro:
+            continue
+        grad_norm = acc.clip_grad_norm_(net.parameters(), cfg.max_grad_norm or math.inf)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % cfg.logging_steps == 0 or step == total:
+            n = running[3]
+            metrics.write(split="train", step=step, loss=running[0] / n, regression_loss=running[1] / n,
+                          pairwise_loss=running[2] / n, lr=scheduler.get_last_lr()[0], grad_norm=float(grad_norm),
+                          rows_seen=seen, epoch=seen / len(items))
+            running = [0.0, 0.0, 0.0, 0]
+        if cfg.eval_steps and step % cfg.eval_steps == 0 and step < total:
+            result, _, _ = evaluate_rated(run, net, data, pad_id)
+            if result is not None:
+                metrics.write(split="eval", step=step, **flat_metrics(result))
+                run.say(f"step {step}: eval mean spearman {result['mean_spearman']:.4f}"
+                        + (f", combined accuracy {result['accuracy']:.4f}" if "accuracy" in result else ""))
+            net.train()
+    return step, seen
+
+
+# --------------------------------------------------------------------------------------- evaluation and saving
+
+
+def predict_rows(net: nn.Module, pad_id: int, enc: Sequence[Encoded], scaling: Scaling, batch_size: int,
+                 device: torch.device) -> list[list[float]]:
+    """Predicted ratings in original units, one list of K values per one-response item."""
+    outs = score_encoded(net, pad_id, enc, batch_size, device)
+    return [scaling.unscale(o[0] if isinstance(o[0], list) else [o[0]]) for o in outs]
+
+
+def pair_rewards_from(records: Sequence[RatedResponse], combined: Sequence[float], pairs: Sequence[Comparison]
+                      ) -> list[tuple[float, float]]:
+    """(better, worse) predicted combined rewards of ``pairs``, looked up from the scored rated rows
+    (a response rated twice: the mean), so pairs need no second forward pass."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for r, c in zip(records, combined):
+        sums.setdefault((r.prompt_key(), _key(r.response)), []).append(c)
+    mean = {k: sum(v) / len(v) for k, v in sums.items()}
+    return [(mean[(c.prompt_key(), _key(c.responses[0]))], mean[(c.prompt_key(), _key(c.responses[-1]))])
+            for c in pairs]
+
+
+def evaluate_rated(run: Run, net: nn.Module, data: RatedData, pad_id: int
+                   ) -> tuple[dict[str, Any] | None, list[list[float]], list[float]]:
+    """(regression metrics, predicted ratings, combined rewards) of the held-out rows; None without any."""
+    if not data.held:
+        return None, [], []
+    assert data.scaling is not None and data.held_enc is not None
+    net.eval()
+    pred = predict_rows(net, pad_id, data.held_enc, data.scaling, run.cfg.eval_batch_size, run.accelerator.device)
+    combined = [math.fsum(w * v for w, v in zip(data.weights, p)) for p in pred]
+    pairs = pair_rewards_from(data.held, combined, data.held_pairs) if data.held_pairs else None
+    return regression_metrics(pred, [r.values for r in data.held], data.attributes, pairs), pred, combined
+
+
+def _stats(run: Run, net: nn.Module, data: RatedData, pad_id: int, combined: list[float]) -> dict[str, Any]:
+    source = "eval"
+    if not combined:  # no held-out rows: a seeded sample of training rows
+        assert data.train_enc is not None and data.scaling is not None
+        idx = random.Random(run.cfg.seed).sample(range(len(data.train_enc)), min(512, len(data.train_enc)))
+        pred = predict_rows(net, pad_id, [data.train_enc[i] for i in idx], data.scaling, run.cfg.eval_batch_size,
+                            run.accelerator.device)
+        combined, source = [math.fsum(w * v for w, v in zip(data.weights, p)) for p in pred], "train-sample"
+    if not all(math.isfinite(c) for c in combined):
+        raise TrainingDiverged("the trained model gives non-finite rewards; no final model was written")
+    mean = sum(combined) / len(combined)
+    std = math.sqrt(sum((c - mean) ** 2 for c in combined) / len(combined)) or 1.0
+    return {"mean": mean, "std": std, "source": source, "count": len(combined)}
+
+
+def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, final: dict[str, Any] | None,
+                  pred: list[list[float]], combined: list[float], summary: dict[str, Any]) -> None:
+    """Write the model (scaling folded into full models; adapters keep it in rewardkit.json), its
+    settings, eval.json and the attribute report."""
+    cfg, out = run.cfg, run.out
+    assert data.scaling is not None
+    stats = _stats(run, net, data, pad_id=tokenizer.pad_token_id, combined=combined)
+    inner = run.accelerator.unwrap_model(net).model
+    from .artifacts import is_peft_model
+
+    folded = not is_peft_model(inner)
+    if folded:
+        fold_output_layer(inner, data.scaling.offset, data.scaling.scale)
+    meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.objective, "normalization": stats,
+            **RegressionMeta(data.attributes, data.weights, data.scaling, folded=folded, objective=cfg.objective,
+                             pair_attribute=cfg.pair_attribute).to_meta()}
+    tmp = out / ".tmp-model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_trained(inner, tokenizer, tmp, meta)
+    publish_model(tmp, out)
+    if cfg.merge:
+        merge_adapter(out, out / "merged", overwrite=True)
+    (out / "train_config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), "precision": run.precision.name},
+                                                          sort_keys=False))
+    if final:
+        from .attribute_report import write_attribute_report
+
+        held_out = cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"
+        page = write_attribute_report(out / "report", final, pred, [r.values for r in data.held], data.attributes,
+                                      title="Held-out evaluation",
+                                      details={"model": cfg.model or "bundled MiniLM-L6", "held-out data": held_out})
+        run.say(f"evaluation report: {page}")
+    full = {**summary, "train_rows": len(data.train), "train_pairs": len(data.train_pairs),
+            "eval_rows": len(data.held), "skipped": data.skipped, "objective": cfg.objective,
+            "attributes": data.attributes, "precision": run.precision.name, "eval": final}
+    (out / "eval.json").write_text(json.dumps(full, indent=2) + "\n")
