@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .artifacts import ADAPTER_CONFIG, is_adapter_dir, read_meta
 from .backbone import make_encoder
@@ -71,6 +72,24 @@ def is_hub_id(name: str | None) -> bool:
     return bool(name) and not Path(str(name)).expanduser().exists() and bool(_HUB_ID.match(str(name)))
 
 
+@contextmanager
+def _without_zero3_init() -> Iterator[None]:
+    """Build a module plainly even while a DeepSpeed ZeRO-3 run has registered its config with
+    transformers: the card is written by the main process alone, and ZeRO-3's partitioned init
+    would wait in a broadcast for processes that never come."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 def read_layout(model_dir: str | Path) -> Layout:
     """Learn the scoring layout of a saved model directory (full weights or LoRA adapter)."""
     import torch
@@ -80,7 +99,7 @@ def read_layout(model_dir: str | Path) -> Layout:
     adapter = is_adapter_dir(d)
     base = json.loads((d / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") if adapter else None
     config = AutoConfig.from_pretrained(base if adapter else str(d), num_labels=1)
-    with torch.device("meta"):  # the architecture alone, no weights: decides the pooling family
+    with torch.device("meta"), _without_zero3_init():  # the architecture alone: decides the pooling family
         skeleton = AutoModelForSequenceClassification.from_config(config)
     meta = read_meta(d)
     tokenizer = AutoTokenizer.from_pretrained(str(d))

@@ -215,16 +215,21 @@ def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
     ended: list[tuple[float, float]] = []  # (start, end) of answered requests
     stop = threading.Event()
     sigterm_at = [math.inf]
+    outstanding: dict[int, float] = {}  # thread -> start of its unanswered request
 
     def client() -> None:
+        me = threading.get_ident()
         while not stop.is_set():
             started = time.monotonic()
+            outstanding[me] = started
             try:
                 resp = httpx.post(server.url + "/score", json=body, timeout=60,
                                   headers={**server.headers, "Connection": "close"})
+                outstanding.pop(me, None)
                 outcomes.append((started, "answered", (resp.status_code, resp.json().get("rewards"))))
                 ended.append((started, time.monotonic()))
             except httpx.HTTPError as e:
+                outstanding.pop(me, None)
                 outcomes.append((started, "failed", type(e).__name__))
                 if started > sigterm_at[0]:
                     return
@@ -235,6 +240,11 @@ def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
     deadline = time.monotonic() + 30
     while sum(o[1] == "answered" for o in outcomes) < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # SIGTERM while a request has surely been accepted and not answered yet (outstanding >= 20 ms):
+    # right after a batch is answered every client may be between requests
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(time.monotonic() - s >= 0.02 for s in list(outstanding.values())):
+        time.sleep(0.002)
     sigterm_at[0] = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     code = server.proc.wait(timeout=60)
