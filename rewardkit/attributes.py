@@ -47,7 +47,8 @@ from .options import option, same_option
 from .readers import iter_rows
 from .records import Loaded, Problem, Text, describe_dropped, describe_problems
 from .errors import DataError, RecordError, UsageError, flag
-from .ratings import PROMPT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key, pairs_for
+from .ratings import (PROMPT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key,
+                      find_column, pairs_for)
 
 AUTO = "auto"
 SCALINGS = ("auto", "range", "standardize", "none")
@@ -285,24 +286,9 @@ class AttributeTable:
         return [sum(r.values[k] is not None for r in self.records) for k in range(len(self.attributes))]
 
 
-def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
-    if wanted is not None:
-        return wanted if wanted in columns else None
-    lower = {c.lower(): c for c in columns}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
 def _text_columns(columns: list[str], opts: AttributeOptions, where: str) -> tuple[str, str]:
-    out = []
-    for role, wanted, candidates in (("prompt", opts.prompt_column, PROMPT_COLUMNS),
-                                     ("response", opts.response_column, RESPONSE_COLUMNS)):
-        name = _pick(columns, wanted, candidates)
-        if name is None:
-            asked = f"--{role}-column {wanted!r} is not a column" if wanted else \
-                f"no {role} column (looked for {', '.join(candidates)}; set --{role}-column)"
-            raise DataError(f"{where}: rating table: {asked}; columns are {columns}")
-        out.append(name)
-    return out[0], out[1]
+    return (find_column(columns, "prompt", opts.prompt_column, PROMPT_COLUMNS, where),
+            find_column(columns, "response", opts.response_column, RESPONSE_COLUMNS, where))
 
 
 def _is_missing(value: Any) -> bool:

@@ -131,17 +131,20 @@ def looks_like_ratings(columns: Iterable[str], opts: RatingOptions) -> bool:
 
 def resolve_columns(columns: list[str], opts: RatingOptions, where: str) -> tuple[str, str, str]:
     """(prompt, response, score) column names, or DataError naming what is missing."""
-    out = []
-    for role, wanted, candidates in (("prompt", opts.prompt_column, PROMPT_COLUMNS),
-                                     ("response", opts.response_column, RESPONSE_COLUMNS),
-                                     ("score", opts.score_column, SCORE_COLUMNS)):
-        name = _pick(columns, wanted, candidates)
-        if name is None:
-            asked = f"--{role}-column {wanted!r} is not a column" if wanted else \
-                f"no {role} column (looked for {', '.join(candidates)}; set --{role}-column)"
-            raise DataError(f"{where}: rating table: {asked}; columns are {columns}")
-        out.append(name)
-    return out[0], out[1], out[2]
+    return (find_column(columns, "prompt", opts.prompt_column, PROMPT_COLUMNS, where),
+            find_column(columns, "response", opts.response_column, RESPONSE_COLUMNS, where),
+            find_column(columns, "score", opts.score_column, SCORE_COLUMNS, where))
+
+
+def find_column(columns: list[str], role: str, wanted: str | None, candidates: tuple[str, ...], where: str) -> str:
+    """The column playing ``role`` (``--ROLE-column`` if given, else the first candidate present),
+    or DataError naming what is missing."""
+    name = _pick(columns, wanted, candidates)
+    if name is None:
+        asked = f"--{role}-column {wanted!r} is not a column" if wanted else \
+            f"no {role} column (looked for {', '.join(candidates)}; set --{role}-column)"
+        raise DataError(f"{where}: rating table: {asked}; columns are {columns}")
+    return name
 
 
 # --------------------------------------------------------------------------------------- reading
