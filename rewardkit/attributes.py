@@ -45,7 +45,7 @@ from .data import split_by_prompt
 from .formats import check_text as _check_text
 from .options import option, same_option
 from .readers import iter_rows
-from .records import Loaded, Problem, Text, describe_dropped, describe_problems
+from .records import Loaded, Problem, Text, check_usable
 from .errors import DataError, RecordError, UsageError, flag
 from .ratings import (PROMPT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, Answer, RatedPrompt, RatingOptions, _key,
                       find_column, pairs_for)
@@ -411,13 +411,7 @@ def load_attribute_table(source: str, opts: AttributeOptions, skip_invalid: bool
     if not path.is_file():
         raise DataError(f"{source}: no such file")
     table = read_attribute_table(iter_rows(path), opts, source)
-    if table.problems and not skip_invalid:
-        raise DataError(describe_problems(table.problems, source) +
-                        "\n(use --skip-invalid to skip these records and train on the rest)")
-    if not table.records:
-        raise DataError(f"{source}: no rated responses"
-                        + (f"\n{describe_problems(table.problems, source)}" if table.problems else "")
-                        + (f"\n{describe_dropped(table.dropped, source)}" if table.dropped else ""))
+    check_usable(table.problems, table.dropped, len(table.records), source, skip_invalid, "no rated responses")
     return table
 
 

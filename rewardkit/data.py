@@ -23,7 +23,7 @@ from .formats import ALIASES, FORMATS, parse_record
 from .progress import phase_bar
 from .ratings import RatingOptions, load_ratings, looks_like_ratings
 from .readers import csv_header, iter_hub, iter_rows
-from .records import Comparison, Loaded, Problem, describe_dropped, describe_problems
+from .records import Comparison, Loaded, Problem, check_usable
 
 
 def _peek_columns(rows: Iterator[tuple[str, Any]]) -> tuple[list[str] | None, Iterator[tuple[str, Any]]]:
@@ -85,13 +85,8 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
                 out.dropped.append(Problem(where, str(e)))
             except RecordError as e:
                 out.problems.append(Problem(where, str(e)))
-    if out.problems and not skip_invalid:
-        raise DataError(describe_problems(out.problems, source) +
-                        "\n(use --skip-invalid to skip these records and train on the rest)")
-    if not out.comparisons:
-        raise DataError(f"{source}: no usable preference records"
-                        + (f"\n{describe_problems(out.problems, source)}" if out.problems else "")
-                        + (f"\n{describe_dropped(out.dropped, source)}" if out.dropped else ""))
+    check_usable(out.problems, out.dropped, len(out.comparisons), source, skip_invalid,
+                 "no usable preference records")
     return out
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .errors import DataError
+
 Text = str | list[dict[str, str]]  # plain text, or chat messages [{"role", "content"}]
 
 SHOW_PROBLEMS = 5
@@ -81,6 +83,19 @@ class Loaded:
         if self.dropped:
             out.append(describe_dropped(self.dropped, source))
         return out
+
+
+def check_usable(problems: list[Problem], dropped: list[Problem], usable: int, source: str, skip_invalid: bool,
+                 nothing: str) -> None:
+    """Raise DataError when a load met invalid records (unless ``skip_invalid``) or produced nothing
+    usable (``nothing`` says what, e.g. "no usable preference records"), listing the first few."""
+    if problems and not skip_invalid:
+        raise DataError(describe_problems(problems, source) +
+                        "\n(use --skip-invalid to skip these records and train on the rest)")
+    if not usable:
+        raise DataError(f"{source}: {nothing}"
+                        + (f"\n{describe_problems(problems, source)}" if problems else "")
+                        + (f"\n{describe_dropped(dropped, source)}" if dropped else ""))
 
 
 def describe_dropped(dropped: list[Problem], source: str) -> str:
