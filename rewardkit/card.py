@@ -175,7 +175,7 @@ def _render_lines(layout: Layout) -> list[str]:
 
 
 def _encoder_lines(layout: Layout) -> list[str]:
-    return [f"tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
+    return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
             "", "",
             "def reward(prompt, response) -> float:",
             *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",

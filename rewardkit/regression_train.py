@@ -32,7 +32,7 @@ from torch import nn
 
 from .artifacts import merge_adapter, publish_model, save_trained
 from .attribute_metrics import flat_metrics, regression_metrics
-from .attributes import (AttributeTable, RatedResponse, RegressionMeta, Scaling, attribute_options_from, combine,
+from .attributes import (AttributeTable, RatedResponse, RegressionMeta, Scaling, attribute_options_from,
                          fit_scaling, load_attribute_table, pair_score_weights, pairs_from_records, resolve_weights,
                          split_records)
 from .backbone import load_backbone, make_encoder
