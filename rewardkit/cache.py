@@ -14,8 +14,9 @@ The key is a SHA-256 over everything the token ids depend on:
   template;
 * the encoder's layout (special tokens around prompt and response, sentence-pair or not) and
   ``max_length``;
-* the rewardkit version and the source of ``encode.py`` and ``encoded_set.py``, so a change to the encoding rules
-  invalidates old entries even between releases.
+* the rewardkit version and the source of ``encode.py``, ``encoded_set.py`` and
+  ``encode_workers.py``, so a change to the encoding rules invalidates old entries even between
+  releases.
 
 Margins and scores are not cached: they are copied from the comparisons on every load. Entries
 are safetensors files holding an `EncodedSet`'s flat arrays (token ids as uint16/int32 plus
@@ -78,6 +79,7 @@ def encoder_fingerprint(encoder: Encoder) -> str:
                   encoder.prompt_type, encoder.response_type, encoder.uses_token_types],
         "encode_py": hashlib.sha256(Path(__file__).with_name("encode.py").read_bytes()).hexdigest(),
         "encoded_set_py": hashlib.sha256(Path(__file__).with_name("encoded_set.py").read_bytes()).hexdigest(),
+        "encode_workers_py": hashlib.sha256(Path(__file__).with_name("encode_workers.py").read_bytes()).hexdigest(),
         "tokenizer": tokenizer_fingerprint(encoder.tokenizer),
     }
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()

@@ -14,14 +14,12 @@ vectorised accessors for what planning needs (`longest`, `packed`, `seq_lengths`
 `truncated_count`, `shape_json`) accept either a list of `Encoded` or an `EncodedSet`.
 
 `encode_set` produces one: texts go to the fast tokenizer in batches (two calls per chunk of
-comparisons) and chunks are spread over the available cores with a forked process pool; the ids
-and truncation are exactly `Encoder.encode`'s (it reuses `Encoder.fit`).
+comparisons) and, for large inputs, chunks are spread over one worker process per core
+(`encode_workers`); the ids and truncation are exactly `Encoder.encode`'s (it reuses `Encoder.fit`).
 """
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing as mp
 import os
 from typing import Any, Callable, Iterator, Sequence
 
@@ -29,11 +27,12 @@ import numpy as np
 
 from .batching import packed_length
 from .encode import Encoded, Encoder
+from .encode_workers import encode_chunk, id_dtype, map_chunks
 from .progress import phase_bar
 from .records import Comparison
 
 CHUNK = 2048  # comparisons per tokenizer batch / pool task
-POOL_MIN = 8192  # below this many comparisons a pool costs more than it saves
+POOL_MIN = 16384  # below this many comparisons starting workers (~3 s) costs more than it saves
 PROGRESS_MIN = 10000  # no default progress bar for less (it would flash by)
 
 # The arrays an EncodedSet is made of (also the cache entry's tensors).
@@ -183,48 +182,6 @@ def layout_of(encoder: Encoder) -> dict[str, Any]:
             "tail_len": len(encoder.tail)}
 
 
-def id_dtype(encoder: Encoder) -> np.dtype:
-    """uint16 when every token id fits (most BERT/GPT-2-sized vocabularies), else int32."""
-    try:
-        size = len(encoder.tokenizer)
-    except TypeError:
-        size = 1 << 31
-    return np.dtype(np.uint16) if size <= 1 << 16 else np.dtype(np.int32)
-
-
-def encode_chunk(encoder: Encoder, comps: Sequence[Comparison]) -> dict[str, np.ndarray]:
-    """Arrays (offsets relative to the chunk) for ``comps``: two batched tokenizer calls + `Encoder.fit`."""
-    rendered = [encoder.render_comparison(c.prompt, c.responses) for c in comps]
-    prompts = encoder.tokenize_batch([pt for pt, _ in rendered])
-    responses = encoder.tokenize_batch([rt for _, rts in rendered for rt in rts])
-    mid, tail = encoder.mid, encoder.tail
-    pre_parts: list[list[int]] = []
-    suf_parts: list[list[int]] = []
-    counts, heads, trunc = [], [], []
-    at = 0
-    for c, p in zip(comps, prompts):
-        k = len(c.responses)
-        head, p, rs, t = encoder.fit(p, responses[at:at + k])
-        at += k
-        pre_parts.append(head + p + mid)
-        suf_parts.extend(r + tail for r in rs)
-        counts.append(k)
-        heads.append(len(head))
-        trunc.append(t)
-    dtype = id_dtype(encoder)
-    return {
-        "prefix": _flat(pre_parts, dtype), "prefix_len": np.fromiter(map(len, pre_parts), np.int64, len(pre_parts)),
-        "suffix": _flat(suf_parts, dtype), "suffix_len": np.fromiter(map(len, suf_parts), np.int64, len(suf_parts)),
-        "responses": np.asarray(counts, dtype=np.int64), "head_len": np.asarray(heads, dtype=np.uint8),
-        "truncated": np.asarray(trunc, dtype=bool),
-    }
-
-
-def _flat(parts: list[list[int]], dtype: np.dtype) -> np.ndarray:
-    total = sum(map(len, parts))
-    return np.fromiter(itertools.chain.from_iterable(parts), dtype=dtype, count=total)
-
-
 def _offsets(lengths: list[np.ndarray]) -> np.ndarray:
     out = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
     if len(out) > 1:
@@ -261,25 +218,13 @@ def from_arrays(arrays: dict[str, np.ndarray], encoder: Encoder, comps: Sequence
     return EncodedSet(arrays, layout_of(encoder), [c.margin for c in comps], [c.scores for c in comps])
 
 
-# Set in the parent just before forking the pool: workers read the comparisons from the copy of
-# the parent's memory they start with, so nothing but (start, end) and the result arrays crosses
-# a pipe.
-_WORK: tuple[Encoder, Sequence[Comparison]] | None = None
-
-
-def _encode_range(span: tuple[int, int]) -> dict[str, np.ndarray]:
-    assert _WORK is not None
-    encoder, comps = _WORK
-    return encode_chunk(encoder, comps[span[0]:span[1]])
-
-
 def default_workers(n: int) -> int:
     """Processes for ``n`` comparisons: ``REWARDKIT_DATA_WORKERS`` if set, else the usable cores,
     divided among the processes of a distributed launch (each encodes the data itself)."""
     env = os.environ.get("REWARDKIT_DATA_WORKERS", "").strip()
     if env:
         return max(1, int(env))
-    if n < POOL_MIN or "fork" not in mp.get_all_start_methods():
+    if n < POOL_MIN:
         return 1
     try:
         cores = len(os.sched_getaffinity(0))
@@ -297,7 +242,6 @@ def encode_set(encoder: Encoder, comps: Sequence[Comparison], progress: Callable
     object with ``update`` is advanced per chunk. Without one, `progress.phase_bar` shows one
     for large inputs (stderr, main process only, after a couple of seconds).
     """
-    global _WORK
     n = len(comps)
     workers = default_workers(n) if workers is None else max(1, workers)
     bar = _bar(progress, comps)
@@ -305,28 +249,21 @@ def encode_set(encoder: Encoder, comps: Sequence[Comparison], progress: Callable
     chunks: list[dict[str, np.ndarray]] = []
     try:
         if workers > 1 and len(spans) > 1:
-            _WORK = (encoder, comps)
-            saved = os.environ.get("TOKENIZERS_PARALLELISM")
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already; no fork warning
-            try:
-                with mp.get_context("fork").Pool(workers) as pool:
-                    for arrays in pool.imap(_encode_range, spans):
-                        chunks.append(arrays)
-                        _advance(bar, len(arrays["truncated"]))
-            finally:
-                _WORK = None
-                if saved is None:
-                    os.environ.pop("TOKENIZERS_PARALLELISM", None)
-                else:
-                    os.environ["TOKENIZERS_PARALLELISM"] = saved
+            for arrays in map_chunks(encoder, len(spans), lambda i: _texts(comps, *spans[i]), workers):
+                chunks.append(arrays)
+                _advance(bar, len(arrays["truncated"]))
         else:
             for s, e in spans:
-                chunks.append(encode_chunk(encoder, comps[s:e]))
+                chunks.append(encode_chunk(encoder, _texts(comps, s, e)))
                 _advance(bar, e - s)
     finally:
         if bar is not None and hasattr(bar, "close"):
             bar.close()
     return assemble(chunks, encoder, comps)
+
+
+def _texts(comps: Sequence[Comparison], start: int, end: int) -> list[tuple[Any, list[Any]]]:
+    return [(c.prompt, c.responses) for c in comps[start:end]]
 
 
 def _bar(progress: Callable[[Any], Any] | None, comps: Sequence[Comparison]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,46 @@ def test_batched_encoding_equals_per_item(encoders: dict[str, Encoder], name: st
 @pytest.mark.parametrize("name", ["bert", "qwen"])
 def test_pool_of_workers_gives_the_same_set(encoders: dict[str, Encoder], name: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(es, "CHUNK", 5)  # several chunks over two forked workers
+    monkeypatch.setattr(es, "CHUNK", 5)  # several chunks over two worker processes
     enc = encoders[name]
     comps = _varied() + _chat()
     got = es.encode_set(enc, comps, workers=2)
     assert got == [enc.encode(c) for c in comps]
+
+
+def test_a_failing_worker_raises_instead_of_hanging(encoders: dict[str, Encoder],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(es, "CHUNK", 2)
+    comps = _varied()[:6]
+    comps[3] = Comparison(prompt="p", responses=[])  # no response to render: the worker fails
+    with pytest.raises(RuntimeError, match="(?s)worker process failed.*IndexError"):
+        es.encode_set(encoders["bert"], comps, workers=2)
+
+
+def test_workers_do_not_rerun_an_unguarded_main_script(encoders: dict[str, Encoder], tmp_path: Path) -> None:
+    """multiprocessing's spawn would re-import this script in every worker and encode again there."""
+    import pickle
+    import subprocess
+    import sys
+
+    (tmp_path / "enc.pkl").write_bytes(pickle.dumps(encoders["bert"]))
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import pickle, sys\n"
+        "from rewardkit import encoded_set as es\n"
+        "from rewardkit.records import Comparison\n"
+        "print('script body ran', file=sys.stderr)\n"
+        f"enc = pickle.load(open({str(tmp_path / 'enc.pkl')!r}, 'rb'))\n"
+        "es.CHUNK = 3\n"
+        "comps = [Comparison(prompt=f'q{i}', responses=[f'a{i}', f'b{i}']) for i in range(10)]\n"
+        "got = es.encode_set(enc, comps, workers=2)\n"
+        "assert list(got) == [enc.encode(c) for c in comps]\n"
+        "print('ok', len(got))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(es.__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok 10"
+    assert done.stderr.count("script body ran") == 1
 
 
 def test_container_is_a_sequence_with_vectorised_accessors(encoders: dict[str, Encoder]) -> None:
