@@ -76,8 +76,11 @@ def _shared_prompt(chosen: Text, rejected: Text) -> tuple[Text, Text, Text]:
     "\\n\\nAssistant:" marker. Messages: the shared leading messages before the last assistant turn.
     """
     if isinstance(chosen, str) and isinstance(rejected, str):
-        n = _common_prefix_len(chosen, rejected)
-        cut = chosen.rfind(ASSISTANT_MARKER, 0, n)
+        cut = chosen.rfind(ASSISTANT_MARKER)
+        end = cut + len(ASSISTANT_MARKER)
+        if cut < 0 or chosen[:end] != rejected[:end]:  # else: chosen's last marker is shared, so it is the one
+            n = _common_prefix_len(chosen, rejected)
+            cut = chosen.rfind(ASSISTANT_MARKER, 0, n)
         if cut < 0:
             raise RecordError("no 'prompt' field, and chosen/rejected share no prefix ending in an "
                               "'\\n\\nAssistant:' turn to take the prompt from")

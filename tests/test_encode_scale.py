@@ -235,3 +235,30 @@ def test_common_prefix_by_bisection_matches_a_character_loop() -> None:
         a = "".join(rng.choice("ab") for _ in range(rng.randint(0, 12)))
         b = "".join(rng.choice("ab") for _ in range(rng.randint(0, 12)))
         assert _common_prefix_len(a, b) == loop(a, b)
+
+
+def test_hh_prompt_split_fast_path_matches_the_common_prefix_rule() -> None:
+    """The prompt is the shared prefix up to its last '\\n\\nAssistant:', whichever path finds it."""
+    import random
+
+    from rewardkit.formats import ASSISTANT_MARKER, RecordError, _common_prefix_len, _shared_prompt
+
+    def reference(a: str, b: str) -> tuple[str, str, str] | None:
+        cut = a.rfind(ASSISTANT_MARKER, 0, _common_prefix_len(a, b))
+        if cut < 0:
+            return None
+        end = cut + len(ASSISTANT_MARKER)
+        return a[:end], a[end:], b[end:]
+
+    rng = random.Random(1)
+    pieces = ["\n\nHuman: hi", ASSISTANT_MARKER, " ok", " no", "\n\n", "x"]
+    for _ in range(3000):
+        common = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))
+        a = common + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 3)))
+        b = common + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 3)))
+        want = reference(a, b)
+        if want is None:
+            with pytest.raises(RecordError):
+                _shared_prompt(a, b)
+        else:
+            assert _shared_prompt(a, b) == want
