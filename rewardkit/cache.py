@@ -86,15 +86,24 @@ def encoder_fingerprint(encoder: Encoder) -> str:
 
 
 def cache_key(encoder: Encoder, comps: Sequence[Comparison]) -> str:
-    """The encoder's fingerprint and every comparison's texts, hashed.
+    """The encoder's fingerprint and every comparison's texts, hashed a few thousand comparisons at a time.
 
-    ``repr`` of the (prompt, responses) tuples, a few thousand at a time: unambiguous for strings and
-    message lists, and computed in C (``json.dumps`` per comparison was most of a warm run's time).
+    Plain-text chunks hash their concatenated texts plus the list of text lengths and response counts
+    (enough to split them back, so unambiguous); chunks with chat messages hash ``repr`` of their
+    (prompt, responses). Both run mostly in C: ``json.dumps`` per comparison was most of a warm run.
     """
     h = hashlib.sha256(encoder_fingerprint(encoder).encode())
     for start in range(0, len(comps), 4096):
-        texts = [(c.prompt, c.responses) for c in comps[start:start + 4096]]
-        h.update(repr(texts).encode("utf-8", "surrogatepass"))
+        chunk = comps[start:start + 4096]
+        texts: list[Any] = []
+        for c in chunk:
+            texts.append(c.prompt)
+            texts.extend(c.responses)
+        if all(isinstance(t, str) for t in texts):
+            framing = [len(t) for t in texts] + [-len(c.responses) for c in chunk]
+            h.update(b"T" + repr(framing).encode() + "".join(texts).encode("utf-8", "surrogatepass"))
+        else:
+            h.update(b"R" + repr([(c.prompt, c.responses) for c in chunk]).encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 

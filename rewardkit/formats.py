@@ -47,7 +47,7 @@ def check_text(value: Any, name: str, allow_messages: bool = True) -> Text:
     if value is None:
         raise RecordError(f"missing field '{name}'")
     if isinstance(value, str):
-        if not value.strip():
+        if not value or value.isspace():
             raise RecordError(f"field '{name}' is empty")
         return value
     if allow_messages and isinstance(value, list):

@@ -58,14 +58,15 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
 
 
 def _iter_jsonl(p: Path) -> Iterator[tuple[str, Any]]:
+    name = str(p)
     with _open_text(p) as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
+            if line.isspace():  # not strip(): that copies every line
                 continue
             try:
-                yield f"{p}:{lineno}", json.loads(line)
+                yield f"{name}:{lineno}", json.loads(line)
             except json.JSONDecodeError as e:
-                yield f"{p}:{lineno}", RecordError(f"not valid JSON ({e.msg} at column {e.colno})")
+                yield f"{name}:{lineno}", RecordError(f"not valid JSON ({e.msg} at column {e.colno})")
 
 
 def _iter_json(p: Path) -> Iterator[tuple[str, Any]]:

@@ -85,6 +85,19 @@ def test_key_covers_texts_length_and_tokenizer(bert, llama_dir: Path, cache_home
     assert cache.cache_key(make_encoder(model, tok, 64), _comps()) == base
 
 
+def test_key_tells_apart_texts_that_concatenate_alike(bert, cache_home: Path) -> None:
+    model, tok = bert
+    enc = make_encoder(model, tok, 64)
+    keys = {
+        cache.cache_key(enc, [Comparison(prompt="ab", responses=["c", "d"])]),
+        cache.cache_key(enc, [Comparison(prompt="a", responses=["bc", "d"])]),
+        cache.cache_key(enc, [Comparison(prompt="a", responses=["b", "cd"])]),
+        cache.cache_key(enc, [Comparison(prompt="a", responses=["b"]), Comparison(prompt="c", responses=["d"])]),
+        cache.cache_key(enc, [Comparison(prompt=[{"role": "user", "content": "ab"}], responses=["c", "d"])]),
+    }
+    assert len(keys) == 5
+
+
 def test_chat_template_is_part_of_the_key(qwen_dir: Path, cache_home: Path) -> None:
     model, tok = load_backbone(str(qwen_dir))
     comps = _comps()
