@@ -164,8 +164,23 @@ def truncated_count(enc: Sequence[Encoded]) -> int:
     return sum(e.truncated for e in enc)
 
 
+def shape_arrays(enc: Sequence[Encoded]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(every sequence's length, responses per comparison, prompt_len per comparison), as int64 arrays.
+
+    What `checkpoint.data_fingerprint` hashes; vectorised for an EncodedSet.
+    """
+    if isinstance(enc, EncodedSet):
+        seq, k, prompt = enc.seq_lengths(), enc.responses(), enc.prompt_lens()
+    else:
+        seq = [len(s) for e in enc for s in e.input_ids]
+        k = [len(e.input_ids) for e in enc]
+        prompt = [e.prompt_len for e in enc]
+    return tuple(np.asarray(a, dtype=np.int64) for a in (seq, k, prompt))  # type: ignore[return-value]
+
+
 def shape_json(enc: Sequence[Encoded]) -> str:
-    """The JSON that `train.data_fingerprint` hashes: sequence lengths and prompt_len per comparison."""
+    """Sequence lengths and prompt_len per comparison as JSON: what `checkpoint.data_fingerprint`
+    hashed before it hashed `shape_arrays` (still accepted when resuming an older checkpoint)."""
     if isinstance(enc, EncodedSet):
         return enc.shape_json()
     import json

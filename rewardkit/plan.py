@@ -72,7 +72,7 @@ def plan_micro_batches(prompt_groups: list[list[int]], lengths: list[int], batch
     so a prompt's pair weights sum to 1 inside its micro-batch. A group's length is its longest
     member's.
     """
-    group_lengths = [max(lengths[i] for i in g) for g in prompt_groups]
+    group_lengths = [lengths[g[0]] if len(g) == 1 else max(lengths[i] for i in g) for g in prompt_groups]
     per_epoch = math.ceil(len(prompt_groups) / batch_size)
     micro_total = max(1, math.ceil(epochs * per_epoch))
     batches: list[list[int]] = []

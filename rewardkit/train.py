@@ -37,7 +37,7 @@ from .batching import Batch, collate_for
 from .cache import encode_cached
 from .card import write_card
 from .checkpoint import (StopSignals, TrainState, all_finite, check_resume_data, data_fingerprint, describe_os_error,
-                         load_checkpoint, save_checkpoint, save_trainable_only)
+                         legacy_data_fingerprint, load_checkpoint, save_checkpoint, save_trainable_only)
 from .config import TrainConfig, to_dict
 from .data import bundled_sample, group_by_prompt, load_comparisons, split_by_prompt
 from .encode import Encoded, Encoder
@@ -175,7 +175,8 @@ def encode_data(cfg: TrainConfig, run: Run, comparisons: Split, encoder: Encoder
             f"{data.truncated} training and {data.eval_truncated} held-out comparisons truncated to "
             f"--max-length {cfg.max_length} (prompt start dropped, responses kept)")
     if run.saved is not None:
-        check_resume_data(run.saved, data.fingerprint, run.resume_from)
+        check_resume_data(run.saved, data.fingerprint, run.resume_from,
+                          lambda: legacy_data_fingerprint(train_enc, eval_enc))
     return data
 
 

@@ -262,3 +262,28 @@ def test_hh_prompt_split_fast_path_matches_the_common_prefix_rule() -> None:
                 _shared_prompt(a, b)
         else:
             assert _shared_prompt(a, b) == want
+
+
+def test_data_fingerprint_is_the_same_for_a_list_and_a_set_and_old_checkpoints_still_resume(
+        encoders: dict[str, Encoder]) -> None:
+    from rewardkit.checkpoint import check_resume_data, data_fingerprint, legacy_data_fingerprint
+    from rewardkit.errors import UsageError
+
+    enc = encoders["bert"]
+    comps = _varied()
+    items = [enc.encode(c) for c in comps]
+    s = es.encode_set(enc, comps, workers=1)
+    fp = data_fingerprint(s, items[:2])
+    assert fp == data_fingerprint(items, items[:2]) and len(fp) == 16
+    assert data_fingerprint(items, items[:3]) != fp  # another held-out set
+    longer = enc.encode(Comparison(prompt=comps[0].prompt, responses=[r + " more" for r in comps[0].responses]))
+    assert data_fingerprint([longer] + items[1:], items[:2]) != fp  # one sequence's length
+    assert legacy_data_fingerprint(s, items[:2]) == legacy_data_fingerprint(items, items[:2]) != fp
+
+    check_resume_data({"fingerprint": fp}, fp, Path("ckpt"))
+    old = {"fingerprint": legacy_data_fingerprint(items, items[:2])}  # written before shape_arrays
+    check_resume_data(old, fp, Path("ckpt"), lambda: legacy_data_fingerprint(s, items[:2]))
+    with pytest.raises(UsageError, match="the data differs"):
+        check_resume_data(old, fp, Path("ckpt"))
+    with pytest.raises(UsageError, match="the data differs"):
+        check_resume_data({"fingerprint": "0" * 16}, fp, Path("ckpt"), lambda: legacy_data_fingerprint(s, items[:2]))
