@@ -5,11 +5,11 @@ with the index written into its first human turn and the end of both responses, 
 tokenizes afresh and no cache can dedupe them), writes them as hh-rlhf-shaped JSONL to a temporary
 folder, and times in separate processes (so peak RSS is per run):
 
-* ``rewardkit cold``: what ``rewardkit.train`` does before its first step: ``load_comparisons``
-  (read + validate), the prompt-disjoint split (5% held out), encoding of both sides through the
+* ``rewardkit cold``: what ``rewardkit.train`` does before its first step: ``load_cached``
+  (read + validate, and keep the parsed comparisons in the cache), the prompt-disjoint split (5% held out), encoding of both sides through the
   tokenization cache (empty cache, REWARDKIT_CACHE in the temporary folder), the truncation
   counts, the data fingerprint, the batch widths and the length-grouped plan of one epoch;
-* ``rewardkit warm``: the same again with the cache filled by the cold run;
+* ``rewardkit warm``: the same again with the cache (parsed file and tokens) filled by the cold run;
 * ``trl``: ``datasets.load_dataset("json")`` + ``trl.RewardTrainer.__init__`` (its
   ``_prepare_dataset``: add EOS, tokenize chosen/rejected through ``datasets.map``, filter rows over
   ``max_length``) with the same tokenizer and max length 512, timed around the constructor after
@@ -76,7 +76,11 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from rewardkit.cache import encode_cached
-    from rewardkit.data import load_comparisons, split_by_prompt
+    from rewardkit.data import split_by_prompt
+    try:  # through the loaded-file cache, as rewardkit.train loads, where this version has it
+        from rewardkit.cache import load_cached
+    except ImportError:
+        from rewardkit.data import load_comparisons as load_cached
     from rewardkit.encode import Encoder
     from rewardkit.batching import batch_length
     from rewardkit.backbone import default_model_path
@@ -86,7 +90,7 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}
     start, c0 = time.perf_counter(), cpu_seconds()
-    loaded = load_comparisons(path)
+    loaded = load_cached(path)
     train_c, eval_c = split_by_prompt(loaded.comparisons, EVAL_SPLIT, 0)
     times["load"], cpu["load"] = time.perf_counter() - start, cpu_seconds() - c0
     tok = AutoTokenizer.from_pretrained(default_model_path())

@@ -11,6 +11,8 @@ they are left out, counted and reported as `Loaded.dropped`.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import random
 import re
@@ -75,19 +77,42 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
         out = load_ratings(rows, source, opts)
     else:
         out = Loaded(comparisons=[])
-        for where, raw in phase_bar(rows, desc="load", unit=" records"):
-            out.records += 1
-            try:
-                if isinstance(raw, RecordError):
-                    raise raw
-                out.comparisons.extend(parse_record(raw, fmt, where))
-            except NoPreference as e:
-                out.dropped.append(Problem(where, str(e)))
-            except RecordError as e:
-                out.problems.append(Problem(where, str(e)))
+        with paused_gc():
+            _parse_rows(rows, fmt, out)
     check_usable(out.problems, out.dropped, len(out.comparisons), source, skip_invalid,
                  "no usable preference records")
     return out
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while many long-lived objects are created.
+
+    Every collection of the oldest generation walks all objects alive, and a load creates millions
+    that all stay: with the collector on, loading 200k hh-rlhf pairs took ~30% longer, and
+    unmarshalling a cached load 4x longer. Reference counting still frees everything else.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_rows(rows: Iterator[tuple[str, Any]], fmt: str, out: Loaded) -> None:
+    """Parse (where, raw record) rows into ``out``: comparisons, invalid records, records without a preference."""
+    for where, raw in phase_bar(rows, desc="load", unit=" records"):
+        out.records += 1
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            out.comparisons.extend(parse_record(raw, fmt, where))
+        except NoPreference as e:
+            out.dropped.append(Problem(where, str(e)))
+        except RecordError as e:
+            out.problems.append(Problem(where, str(e)))
 
 
 def split_by_prompt(comparisons: list[Comparison], fraction: float, seed: int

@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 from .artifacts import merge_adapter, publish_model, save_trained
 from .backbone import load_backbone, make_encoder
 from .batching import Batch, collate_for
-from .cache import encode_cached
+from .cache import encode_cached, load_cached
 from .card import write_card
 from .checkpoint import (StopSignals, TrainState, all_finite, check_resume_data, data_fingerprint, describe_os_error,
                          legacy_data_fingerprint, load_checkpoint, save_checkpoint, save_trainable_only)
 from .config import TrainConfig, to_dict
-from .data import bundled_sample, group_by_prompt, load_comparisons, split_by_prompt
+from .data import bundled_sample, group_by_prompt, split_by_prompt
 from .encode import Encoded, Encoder
 from .encoded_set import truncated_count
 from .errors import TrainingDiverged, TrainingInterrupted, UsageError
@@ -151,14 +151,14 @@ def load_data(cfg: TrainConfig, run: Run) -> Split:
     """The training and held-out comparisons (a prompt-disjoint split, or --eval-data), telling the
     user what was skipped or left out."""
     source = cfg.train_data or bundled_sample()
-    loaded = load_comparisons(source, cfg.format, cfg.skip_invalid, cfg.rating_options())
+    loaded = load_cached(source, cfg.format, cfg.skip_invalid, cfg.rating_options())
     for message in loaded.messages(source):
         run.say(message)
     skipped = len(loaded.problems)
     if not cfg.eval_data:
         train_c, eval_c = split_by_prompt(loaded.comparisons, cfg.held_out_fraction(), cfg.seed)
         return train_c, eval_c, skipped
-    held = load_comparisons(cfg.eval_data, cfg.format, cfg.skip_invalid, cfg.rating_options())
+    held = load_cached(cfg.eval_data, cfg.format, cfg.skip_invalid, cfg.rating_options())
     for message in held.messages(cfg.eval_data):
         run.say(message)
     return loaded.comparisons, held.comparisons, skipped + len(held.problems)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,62 @@ def test_train_tokenizes_once(bert_dir: Path, tmp_path: Path, cache_home: Path,
     a = json.loads((tmp_path / "a" / "eval.json").read_text())
     b = json.loads((tmp_path / "b" / "eval.json").read_text())
     assert a["eval"]["accuracy"] == b["eval"]["accuracy"] and a["train_comparisons"] == b["train_comparisons"]
+
+
+# ---------------------------------------------------------------------- loaded data files
+def _records_with_variety() -> list[Any]:
+    recs: list[Any] = pairs_records(6)
+    recs.append({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away",
+                 "margin": 1.5, "subset": "hh"})
+    recs.append({"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
+                 "rejected": [{"role": "assistant", "content": "5"}]})
+    recs.append({"prompt": "rank", "responses": ["a", "b", "c"], "scores": [1, 3, 2]})
+    recs.append({"prompt": "broken"})  # invalid: kept as a problem with --skip-invalid
+    return recs
+
+
+def test_loaded_file_is_parsed_once(tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardkit.data import load_comparisons
+
+    monkeypatch.setattr(cache, "LOAD_MIN_BYTES", 0)
+    data = write_jsonl(tmp_path / "prefs.jsonl", _records_with_variety())
+    first = cache.load_cached(str(data), skip_invalid=True)
+    assert first == load_comparisons(str(data), skip_invalid=True)
+    assert len(first.problems) == 1 and first.records == 10 and len(list((cache_home / "loaded").glob("*.marshal"))) == 1
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise AssertionError("parsed although the cache holds this file")
+
+    monkeypatch.setattr(cache, "load_comparisons", boom)
+    again = cache.load_cached(str(data), skip_invalid=True)
+    assert again == first and again.comparisons[7].order == first.comparisons[7].order
+    assert again.messages(str(data)) == first.messages(str(data))
+
+
+def test_loaded_cache_key_follows_bytes_and_options(tmp_path: Path, cache_home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardkit.errors import DataError
+
+    monkeypatch.setattr(cache, "LOAD_MIN_BYTES", 0)
+    data = write_jsonl(tmp_path / "prefs.jsonl", pairs_records(4))
+    assert len(cache.load_cached(str(data)).comparisons) == 4
+    write_jsonl(data, pairs_records(5))  # same path, new content
+    assert len(cache.load_cached(str(data)).comparisons) == 5
+    write_jsonl(data, _records_with_variety())
+    assert len(cache.load_cached(str(data), skip_invalid=True).problems) == 1
+    with pytest.raises(DataError, match="prefs.jsonl:10"):  # the cached skip_invalid load does not leak
+        cache.load_cached(str(data))
+    for entry in (cache_home / "loaded").glob("*.marshal"):
+        entry.write_bytes(b"not marshal")  # corrupt: parsed afresh and replaced
+    assert len(cache.load_cached(str(data), skip_invalid=True).comparisons) == 9
+
+
+def test_small_files_and_disabled_cache_write_nothing(tmp_path: Path, cache_home: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_jsonl(tmp_path / "prefs.jsonl", pairs_records(4))
+    assert len(cache.load_cached(str(data)).comparisons) == 4  # far below LOAD_MIN_BYTES
+    assert not (cache_home / "loaded").exists()
+    monkeypatch.setattr(cache, "LOAD_MIN_BYTES", 0)
+    monkeypatch.setenv("REWARDKIT_CACHE", "off")
+    assert len(cache.load_cached(str(data)).comparisons) == 4
+    assert not (cache_home / "loaded").exists()

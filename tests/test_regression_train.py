@@ -135,7 +135,7 @@ def test_bad_rating_values_exit_2(bert_dir: Path, tmp_path: Path, bad: str, mess
                   "--score-column", "helpfulness,verbosity", "--score-range", "0:4", "--precision", "fp32",
                   "--output-dir", str(tmp_path / "o"))
     assert res.returncode == 2, res.stderr
-    assert f"bad.csv:5" in res.stderr and message in res.stderr, res.stderr
+    assert "bad.csv:5" in res.stderr and message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -171,7 +171,7 @@ def test_llama_regression_export_matches(llama_dir: Path, tmp_path: Path) -> Non
     rm = RewardModel.from_pretrained(out, device="cpu", dtype="fp32", prefix_sharing="off")
     attrs = rm.score_attributes(["question number 1"], ["great great the answer"])[0]
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    tok = AutoTokenizer.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)  # the export carries its tokenizer
     ids = rm.encoder.encode_texts("question number 1", ["great great the answer"]).input_ids[0]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].tolist()
