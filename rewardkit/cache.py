@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 from .version import __version__
 from .encode import Encoder
 from .encoded_set import EncodedSet, encode_set, from_arrays
-from .data import load_comparisons, paused_gc
+from .data import load_comparisons, paused_gc, settle
 from .ratings import RatingOptions
 from .records import Comparison, Loaded, Problem
 
@@ -215,7 +215,7 @@ def load_cached(source: str, fmt: str = "auto", skip_invalid: bool = False,
             with paused_gc():
                 loaded = _unpack(marshal.loads(entry.read_bytes()))
             os.utime(entry)
-            return loaded
+            return settle(loaded)
         except Exception:  # noqa: BLE001 - unreadable or stale entry: parse afresh
             entry.unlink(missing_ok=True)
     loaded = load_comparisons(source, fmt, skip_invalid, ratings)

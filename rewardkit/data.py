@@ -81,7 +81,7 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
             _parse_rows(rows, fmt, out)
     check_usable(out.problems, out.dropped, len(out.comparisons), source, skip_invalid,
                  "no usable preference records")
-    return out
+    return settle(out)
 
 
 @contextlib.contextmanager
@@ -89,7 +89,7 @@ def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection while many long-lived objects are created.
 
     Every collection of the oldest generation walks all objects alive, and a load creates millions
-    that all stay: with the collector on, loading 200k hh-rlhf pairs took ~30% longer, and
+    that all stay: with the collector on, loading 200k hh-rlhf pairs took ~30% longer and
     unmarshalling a cached load 4x longer. Reference counting still frees everything else.
     """
     was_enabled = gc.isenabled()
@@ -99,6 +99,24 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+FREEZE_MIN = 50_000  # comparisons: below this, later collections over them cost little
+
+
+def settle(loaded: Loaded) -> Loaded:
+    """After a large load, collect once and freeze the survivors (``gc.freeze``).
+
+    Frozen objects sit in the permanent generation, so the collections of the split, the planning
+    and the whole training loop no longer walk the loaded comparisons (at 1M hh-rlhf pairs the split
+    alone took 4.0 s instead of 3.0). The collection first means no pending garbage gets frozen;
+    reference counting still frees frozen objects once unused (loaded records form no cycles).
+    Small loads are left alone.
+    """
+    if len(loaded.comparisons) >= FREEZE_MIN and gc.isenabled():
+        gc.collect()
+        gc.freeze()
+    return loaded
 
 
 def _parse_rows(rows: Iterator[tuple[str, Any]], fmt: str, out: Loaded) -> None:

@@ -217,3 +217,25 @@ def test_small_files_and_disabled_cache_write_nothing(tmp_path: Path, cache_home
     monkeypatch.setenv("REWARDKIT_CACHE", "off")
     assert len(cache.load_cached(str(data)).comparisons) == 4
     assert not (cache_home / "loaded").exists()
+
+
+def test_large_loads_are_frozen_out_of_later_collections(tmp_path: Path, cache_home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from rewardkit import data as data_mod
+
+    path = write_jsonl(tmp_path / "prefs.jsonl", pairs_records(6))
+    monkeypatch.setattr(cache, "LOAD_MIN_BYTES", 0)
+    before = gc.get_freeze_count()
+    try:
+        cache.load_cached(str(path))  # 6 comparisons: below FREEZE_MIN, nothing frozen
+        assert gc.get_freeze_count() == before
+        monkeypatch.setattr(data_mod, "FREEZE_MIN", 1)
+        for _ in range(2):  # parsed, then read back from the cache
+            loaded = cache.load_cached(str(path))
+            assert gc.get_freeze_count() > before and gc.isenabled()
+            assert not any(gc.is_tracked(c) and c in gc.get_objects() for c in loaded.comparisons)
+            gc.unfreeze()
+    finally:
+        gc.unfreeze()
