@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 from .version import __version__
 from .encode import Encoder
 from .encoded_set import EncodedSet, encode_set, from_arrays
-from .data import collect_before_large_load, load_comparisons, paused_gc, settle
+from .data import load_comparisons, paused_gc, settle
 from .ratings import RatingOptions
 from .records import Comparison, Loaded, Problem
 
@@ -212,8 +212,7 @@ def load_cached(source: str, fmt: str = "auto", skip_invalid: bool = False,
     entry = folder / "loaded" / f"{load_key(path, fmt, skip_invalid, ratings)}.marshal"
     if entry.is_file():
         try:
-            collect_before_large_load(path)
-            with paused_gc():
+            with paused_gc(path):
                 loaded = _unpack(marshal.loads(entry.read_bytes()))
             os.utime(entry)
             return settle(loaded)

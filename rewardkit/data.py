@@ -73,27 +73,34 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
         columns, rows = _peek_columns(rows)
         if columns is not None and looks_like_ratings(columns, opts):
             fmt = "ratings"
-    if fmt == "ratings":
-        out = load_ratings(rows, source, opts)
-    else:
-        out = Loaded(comparisons=[])
-        collect_before_large_load(path)
-        with paused_gc():
+    with paused_gc(path):
+        if fmt == "ratings":
+            out = load_ratings(rows, source, opts)
+        else:
+            out = Loaded(comparisons=[])
             _parse_rows(rows, fmt, out)
     check_usable(out.problems, out.dropped, len(out.comparisons), source, skip_invalid,
                  "no usable preference records")
     return settle(out)
 
 
+FREEZE_MIN = 50_000  # comparisons: below this, later collections over them cost little
+LARGE_FILE = 32 << 20  # bytes: files that big may hold FREEZE_MIN comparisons
+
+
 @contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while many long-lived objects are created.
+def paused_gc(source: Path) -> Iterator[None]:
+    """No cyclic garbage collection while many long-lived objects are created from ``source``.
 
     Every collection of the oldest generation walks all objects alive, and a load creates millions
     that all stay: with the collector on, loading 200k hh-rlhf pairs took ~30% longer and
-    unmarshalling a cached load 4x longer. Reference counting still frees everything else.
+    unmarshalling a cached load 4x longer. Reference counting still frees everything else. When
+    ``source`` is a large file, one collection runs first, while the heap is still small, so that
+    the freeze after the load (`settle`) holds no garbage that was only waiting to be collected.
     """
     was_enabled = gc.isenabled()
+    if was_enabled and source.is_file() and source.stat().st_size >= LARGE_FILE:
+        gc.collect()
     gc.disable()
     try:
         yield
@@ -102,25 +109,14 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-FREEZE_MIN = 50_000  # comparisons: below this, later collections over them cost little
-LARGE_FILE = 32 << 20  # bytes: files that big may hold FREEZE_MIN comparisons
-
-
-def collect_before_large_load(path: Path) -> None:
-    """One collection before loading a large file, while the heap is still small, so that the
-    freeze after the load (`settle`) holds no garbage that was only waiting to be collected."""
-    if gc.isenabled() and path.is_file() and path.stat().st_size >= LARGE_FILE:
-        gc.collect()
-
-
 def settle(loaded: Loaded) -> Loaded:
     """After a large load, freeze what is alive (``gc.freeze``) out of later collections.
 
     Frozen objects sit in the permanent generation, so the collections of the split, the planning
     and the whole training loop no longer walk the loaded comparisons (at 1M hh-rlhf pairs the split
-    alone took 4.0 s instead of 3.0). `collect_before_large_load` ran first and the load itself
-    creates no reference cycles (the collector was paused, `paused_gc`), so nothing collectable is
-    frozen; reference counting still frees frozen objects once unused. Small loads are left alone.
+    alone took 4.0 s instead of 3.0). The load ran under `paused_gc`, which collected first, and
+    creates no reference cycles itself, so nothing collectable is frozen; reference counting still
+    frees frozen objects once unused. Small loads are left alone.
     """
     if len(loaded.comparisons) >= FREEZE_MIN and gc.isenabled():
         gc.freeze()
