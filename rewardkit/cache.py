@@ -78,6 +78,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()
 
 
+def _source_digest(module_file: str) -> str:
+    """SHA-256 of one of rewardkit's own source files: keys change when the code that made an entry does."""
+    return hashlib.sha256(Path(__file__).with_name(module_file).read_bytes()).hexdigest()
+
+
 def encoder_fingerprint(encoder: Encoder) -> str:
     """A hash of the encoder's layout, settings and code, plus the tokenizer's fingerprint."""
     layout = {
@@ -87,9 +92,8 @@ def encoder_fingerprint(encoder: Encoder) -> str:
         "head": encoder.head, "mid": encoder.mid, "tail": encoder.tail,
         "types": [encoder.head_types, encoder.mid_types, encoder.tail_types,
                   encoder.prompt_type, encoder.response_type, encoder.uses_token_types],
-        "encode_py": hashlib.sha256(Path(__file__).with_name("encode.py").read_bytes()).hexdigest(),
-        "encoded_set_py": hashlib.sha256(Path(__file__).with_name("encoded_set.py").read_bytes()).hexdigest(),
-        "encode_workers_py": hashlib.sha256(Path(__file__).with_name("encode_workers.py").read_bytes()).hexdigest(),
+        **{name.replace(".", "_"): _source_digest(name) for name in ("encode.py", "encoded_set.py",
+                                                                     "encode_workers.py")},
         "tokenizer": tokenizer_fingerprint(encoder.tokenizer),
     }
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()
@@ -186,9 +190,8 @@ def load_key(path: Path, fmt: str, skip_invalid: bool, ratings: RatingOptions | 
     with open(path, "rb") as f:
         while block := f.read(1 << 23):
             h.update(block)
-    here = Path(__file__).parent
     for name in ("readers.py", "formats.py", "records.py", "data.py", "ratings.py"):
-        h.update(hashlib.sha256((here / name).read_bytes()).digest())
+        h.update(bytes.fromhex(_source_digest(name)))
     settings = [fmt, skip_invalid, dataclasses.asdict(ratings) if ratings else None, __version__,
                 list(sys.version_info[:2])]
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
