@@ -306,11 +306,8 @@ class RewardClient:
             try:
                 response = self._client().post(url + self.path, json=chunk)
                 return self._outcome(url, response, chunk)
-            except httpx.TransportError as e:  # refused, reset, timed out: scoring is idempotent
-                refused = isinstance(e, httpx.ConnectError)
-                last, wait = f"{url}: {type(e).__name__}: {e}", 0.0
-            except _Retry as r:
-                last, wait = f"{url}: {r.reason}", r.wait
+            except (httpx.TransportError, _Retry) as e:  # scoring is idempotent: try again
+                last, wait, refused = _failed_attempt(url, e)
             finally:
                 self.router.release(i, refused)
             if attempt < self.max_retries:
@@ -325,16 +322,21 @@ class RewardClient:
             try:
                 response = await self._aclient().post(url + self.path, json=chunk)
                 return self._outcome(url, response, chunk)
-            except httpx.TransportError as e:  # refused, reset, timed out: scoring is idempotent
-                refused = isinstance(e, httpx.ConnectError)
-                last, wait = f"{url}: {type(e).__name__}: {e}", 0.0
-            except _Retry as r:
-                last, wait = f"{url}: {r.reason}", r.wait
+            except (httpx.TransportError, _Retry) as e:  # scoring is idempotent: try again
+                last, wait, refused = _failed_attempt(url, e)
             finally:
                 self.router.release(i, refused)
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, wait))
         raise RewardServerError(f"gave up after {self.max_retries + 1} attempts; last error: {last}")
+
+
+def _failed_attempt(url: str, e: Exception) -> tuple[str, float, bool]:
+    """(message, least wait before the next attempt, connection refused) for a retryable failure:
+    a transport error (refused, reset, timed out) or a `_Retry` the response asked for."""
+    if isinstance(e, _Retry):
+        return f"{url}: {e.reason}", e.wait, False
+    return f"{url}: {type(e).__name__}: {e}", 0.0, isinstance(e, httpx.ConnectError)
 
 
 def _response_items(prompts: Sequence[Text], responses: Sequence[Text]) -> list[dict[str, Any]]:
