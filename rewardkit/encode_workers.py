@@ -29,7 +29,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def id_dtype(encoder: Encoder) -> np.dtype:
     return np.dtype(np.uint16) if size <= 1 << 16 else np.dtype(np.int32)
 
 
-def encode_chunk(encoder: Encoder, texts: Sequence[tuple[Any, list[Any]]]) -> dict[str, np.ndarray]:
+def encode_chunk(encoder: Encoder, texts: Texts) -> dict[str, np.ndarray]:
     """Arrays (offsets relative to the chunk) for ``(prompt, responses)`` pairs: two batched tokenizer
     calls, then `Encoder.fit` per comparison, so ids and truncation are exactly `Encoder.encode`'s."""
     rendered = [encoder.render_comparison(prompt, responses) for prompt, responses in texts]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .batching import packed_length
 from .encode import Encoded, Encoder
-from .encode_workers import encode_chunk, id_dtype, map_chunks
+from .encode_workers import Texts, encode_chunk, id_dtype, map_chunks
 from .progress import phase_bar
 from .records import Comparison
 
@@ -277,7 +277,7 @@ def encode_set(encoder: Encoder, comps: Sequence[Comparison], progress: Callable
     return assemble(chunks, encoder, comps)
 
 
-def _texts(comps: Sequence[Comparison], start: int, end: int) -> list[tuple[Any, list[Any]]]:
+def _texts(comps: Sequence[Comparison], start: int, end: int) -> Texts:
     return [(c.prompt, c.responses) for c in comps[start:end]]
 
 
