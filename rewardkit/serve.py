@@ -319,7 +319,8 @@ def serve(cfg: ServeConfig) -> int:
     if not server.started:
         raise UsageError(f"--host {cfg.host} --port {cfg.port}: could not listen there (in use or not an "
                          "address of this machine)")
-    print("rewardkit serve: stopped after answering every accepted request", file=sys.stderr, flush=True)
+    print(f"rewardkit serve: stopped after answering every accepted request (requests by route and status: "
+          f"{app.metrics.summary()})", file=sys.stderr, flush=True)
     return 0
 
 

@@ -113,6 +113,16 @@ class Metrics:
                 self.rewards_mean += d / self.rewards_n
                 self.rewards_m2 += d * (x - self.rewards_mean)
 
+    def summary(self) -> str:
+        """Requests by route and status in one line, e.g. ``/score 200=31, /score 499=1``.
+
+        Printed when the server stops, so an operator (and the drain test) can match what clients saw
+        against what reached the application.
+        """
+        with self.lock:
+            parts = [f"{route} {status}={n}" for (route, status), n in sorted(self.requests.items())]
+        return ", ".join(parts) or "none"
+
     def count(self, what: str, n: int = 1) -> None:
         with self.lock:
             setattr(self, what, getattr(self, what) + n)

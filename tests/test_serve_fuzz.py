@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import signal
 import threading
 import time
@@ -253,14 +254,24 @@ def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
         t.join(timeout=60)
     server.stop()
     assert code == 0, server.output()
-    # a refused connection (ConnectError) was never accepted: under load a thread can stall between
-    # taking its start time and connecting. Anything accepted must have been answered.
-    before = [o for o in outcomes if o[0] < sigterm_at[0] and o[2] != "ConnectError"]
-    assert len(before) >= 20
+    # What reached the application, by the server's own count: its last line lists requests by route
+    # and status. Before this phase /score saw the 8-item request (200) and the dropped one (499).
+    final = re.search(r"stopped after answering every accepted request \(requests by route and status: (.*)\)",
+                      server.output())
+    assert final, server.output()
+    counts = {k: int(v) for k, v in re.findall(r"(/score \d+)=(\d+)", final.group(1))}
+    answered = [o for o in outcomes if o[1] == "answered"]
+    assert counts == {"/score 200": 1 + len(answered), "/score 499": 1}, (counts, len(answered))
+    # so a failure never hid a request the application had taken: those connections were refused,
+    # reset, or closed by the shutdown before their request was read (the client may retry them)
+    before = [o for o in outcomes if o[0] < sigterm_at[0]]
+    assert sum(o[1] == "answered" for o in before) >= 20
     for _, kind, detail in before:
-        assert kind == "answered", detail
-        status, rewards = detail
-        assert status == 200 and len(rewards) == 1 and abs(rewards[0] - want) <= 1e-4
+        if kind == "failed":
+            assert detail in {"ConnectError", "RemoteProtocolError", "ReadError", "WriteError"}, detail
+        else:
+            status, rewards = detail
+            assert status == 200 and len(rewards) == 1 and abs(rewards[0] - want) <= 1e-4
     in_flight = [s for s, e in ended if s < sigterm_at[0] < e]
     assert in_flight, "no request was in flight when SIGTERM arrived"
     answered_late = [o for o in outcomes if o[0] >= sigterm_at[0] - 0.05 and o[1] == "answered"]
