@@ -55,11 +55,55 @@ def build_pairs(n: int, path: Path, source: str) -> None:
             out.write(json.dumps({"chosen": chosen, "rejected": rejected}) + "\n")
 
 
-def worker_rss_gb() -> float:
-    """Peak RSS of the largest finished child (a pool worker; forked, so it shares pages with us)."""
-    import resource
+class WorkerPeak:
+    """Largest VmHWM (peak resident set) seen among this process's child processes, sampled every 0.2 s.
 
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    Not ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: Linux carries a child's peak from before its
+    ``exec`` into that figure, so a worker started by fork-exec from a 3 GB parent reports 3 GB even
+    though the worker interpreter itself never holds more than one chunk. VmHWM belongs to the
+    address space the worker runs in, so it starts afresh at ``exec``. Linux only (nan elsewhere).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kb = 0
+        self.seen = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "WorkerPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in self._children():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb, self.seen = max(self.peak_kb, int(line.split()[1])), True
+
+    @staticmethod
+    def _children() -> list[str]:
+        pids: list[str] = []
+        for task in Path("/proc/self/task").glob("*"):
+            try:
+                pids += (task / "children").read_text().split()
+            except OSError:
+                pass
+        return pids
+
+    @property
+    def gb(self) -> float:
+        return self.peak_kb / 1024 ** 2 if self.seen else float("nan")
 
 
 def cpu_seconds() -> float:
@@ -96,8 +140,9 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(default_model_path())
     encoder = Encoder(tok, MAX_LENGTH, pair_template=True)
     t, c0 = time.perf_counter(), cpu_seconds()
-    train_enc = encode_cached(encoder, train_c, lambda c: tqdm(c, desc="tokenize", leave=False))
-    eval_enc = encode_cached(encoder, eval_c)
+    with WorkerPeak() as workers:
+        train_enc = encode_cached(encoder, train_c, lambda c: tqdm(c, desc="tokenize", leave=False))
+        eval_enc = encode_cached(encoder, eval_c)
     times["tokenize"], cpu["tokenize"] = time.perf_counter() - t, cpu_seconds() - c0
     t, c0 = time.perf_counter(), cpu_seconds()
     try:  # the compact container's vectorised accessors, where this version has them
@@ -114,7 +159,7 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     times["plan"], cpu["plan"] = time.perf_counter() - t, cpu_seconds() - c0
     times["total"] = time.perf_counter() - start
     return {"times": times, "cpu": cpu, "cpu_s": cpu_seconds(), "rss_gb": common.peak_rss_gb(),
-            "worker_rss_gb": worker_rss_gb(), "train": len(train_enc), "eval": len(eval_enc),
+            "worker_rss_gb": workers.gb, "train": len(train_enc), "eval": len(eval_enc),
             "truncated": int(truncated), "steps": len(rounds), "fingerprint": fingerprint}
 
 
