@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .artifacts import ADAPTER_CONFIG, is_adapter_dir, read_meta
+from .attributes import RegressionMeta
 from .backbone import make_encoder
 from .version import __version__
 
@@ -39,17 +40,27 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SETTINGS = [  # (config field, label) shown in the settings table, in this order
     ("max_length", "max length (tokens)"), ("loss", "loss"), ("use_margin", "use record margins"),
     ("center_coef", "reward-centering coefficient"), ("balance_per_prompt", "balance per prompt"),
-    ("precision", "precision"), ("epochs", "epochs"), ("batch_size", "batch size (comparisons)"),
+    ("precision", "precision"), ("epochs", "epochs"),
+    ("batch_size", "batch size (comparisons; regression: rated responses or pairs)"),
     ("grad_accum", "gradient accumulation"), ("lr", "learning rate"), ("scheduler", "schedule"),
     ("warmup_ratio", "warmup ratio"), ("weight_decay", "weight decay"), ("max_grad_norm", "gradient clipping"),
     ("lora_r", "LoRA rank (0: full fine-tuning)"), ("lora_alpha", "LoRA alpha"),
     ("lora_target_modules", "LoRA target modules"), ("seed", "seed"),
+]
+_REGRESSION_SETTINGS = [  # shown for --objective regression / bt+regression runs only
+    ("objective", "objective"), ("score_column", "rated attributes"), ("attribute_weights", "attribute weights"),
+    ("regression_loss", "regression loss"), ("target_scaling", "target scaling"),
+    ("pairwise_weight", "pairwise loss weight (bt+regression)"),
 ]
 _METRICS = [  # (eval key, label, model-index metric type)
     ("accuracy", "pairwise accuracy", "accuracy"), ("pairs", "pairs", None),
     ("mean_margin", "mean margin r(chosen) - r(rejected)", None),
     ("loss", "Bradley-Terry loss", "loss"), ("ece", "expected calibration error", "ece"),
     ("brier", "Brier score", None), ("prefers_longer_rate", "prefers the longer response", None),
+    ("responses", "held-out rated responses", None),
+    ("mean_spearman", "Spearman correlation with the ratings (mean over attributes)", "spearman"),
+    ("mean_pearson", "Pearson correlation with the ratings (mean over attributes)", "pearson"),
+    ("mean_rmse", "RMSE in rating units (mean over attributes)", "rmse"),
 ]
 
 
@@ -65,6 +76,7 @@ class Layout:
     encoder: Any  # rewardkit.encode.Encoder for this tokenizer and layout
     adapter_base: str | None = None
     pair_call_ok: bool = False  # encoders: tok(prompt, response) reproduces rewardkit's ids
+    regression: RegressionMeta | None = None  # K rated attributes; the reward is their weighted sum
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -105,8 +117,9 @@ def read_layout(model_dir: str | Path) -> Layout:
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     max_length = int(meta.get("max_length", 512))
     encoder = make_encoder(skeleton, tokenizer, max_length)
+    regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
     layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,
-                    tokenizer=tokenizer, encoder=encoder, adapter_base=base)
+                    tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression)
     layout.pair_call_ok = not layout.decoder and _pair_call_matches(layout)
     return layout
 
@@ -151,7 +164,9 @@ def _load_lines(layout: Layout, model_path: str) -> list[str]:
              f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
              "tok = AutoTokenizer.from_pretrained(MODEL)"]
     if layout.adapter:
-        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, num_labels=1)",
+        head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
+                "holds the trained head" if layout.regression else "num_labels=1)")
+        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, {head}",
                   "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
                   "base.config.pad_token_id = tok.pad_token_id",
                   "model = PeftModel.from_pretrained(base, MODEL).eval()"]
@@ -174,6 +189,29 @@ def _render_lines(layout: Layout) -> list[str]:
             "    return full[:n], full[n:]"]
 
 
+def _constant_lines(layout: Layout) -> list[str]:
+    """A regression model's combination weights (and, for an adapter, the scaling its head learned in)."""
+    reg = layout.regression
+    if reg is None:
+        return []
+    lines = [f"WEIGHTS = {reg.weights!r}  # per output: {', '.join(reg.attributes)}"]
+    if not reg.folded:
+        lines.append(f"OFFSET, SCALE = {reg.scaling.offset!r}, {reg.scaling.scale!r}  # outputs -> rating units")
+    return lines
+
+
+def _readout_lines(layout: Layout, call: str, why: str) -> list[str]:
+    """The last lines of ``reward``: the logit, or a regression model's weighted sum of its ratings."""
+    reg = layout.regression
+    if reg is None:
+        return [f"    with torch.no_grad():{why}", f"        return {call}.logits[0, 0].item()"]
+    lines = [f"    with torch.no_grad():{why}",
+             f"        values = {call}.logits[0].tolist()  # one value per rated attribute"]
+    if not reg.folded:
+        lines.append("    values = [o + s * y for y, o, s in zip(values, OFFSET, SCALE)]  # ratings, original units")
+    return lines + ["    return sum(w * v for w, v in zip(WEIGHTS, values))  # the combined reward"]
+
+
 def _encoder_lines(layout: Layout) -> list[str]:
     return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
             "", "",
@@ -182,8 +220,7 @@ def _encoder_lines(layout: Layout) -> list[str]:
                "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
             f"    enc = tok(prompt, response, truncation='only_first', max_length={layout.max_length}, "
             "return_tensors='pt')",
-            "    with torch.no_grad():",
-            "        return model(**enc).logits[0, 0].item()"]
+            *_readout_lines(layout, "model(**enc)", "")]
 
 
 def _decoder_lines(layout: Layout) -> list[str]:
@@ -202,8 +239,7 @@ def _decoder_lines(layout: Layout) -> list[str]:
             "        keep = budget - len(r) if len(r) <= budget else min(len(p), budget // 8)",
             "        p, r = (p[len(p) - keep:] if keep else []), r[:budget - keep]",
             "    ids = torch.tensor([head + p + r + TAIL])",
-            "    with torch.no_grad():  # the reward is read at the final token (EOS)",
-            "        return model(input_ids=ids).logits[0, 0].item()"]
+            *_readout_lines(layout, "model(input_ids=ids)", "  # the reward is read at the final token (EOS)")]
 
 
 def snippet(layout: Layout, model_path: str) -> str | None:
@@ -212,7 +248,7 @@ def snippet(layout: Layout, model_path: str) -> str | None:
         return None
     body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
     # the body's first line sets constants; then come the functions, two blank lines apart
-    lines = _load_lines(layout, model_path) + body[:1] + _render_lines(layout) + body[1:]
+    lines = _load_lines(layout, model_path) + body[:1] + _constant_lines(layout) + _render_lines(layout) + body[1:]
     lines += ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]
     return "\n".join(lines) + "\n"
 
@@ -283,12 +319,17 @@ def _layout_text(layout: Layout) -> list[str]:
                                           if tok.pad_token_id not in (None, eos) else
                                           ": not distinct from EOS, so score one sequence at a time in plain "
                                           "transformers (a padded batch would be read at the wrong token).")]
+        if layout.regression:
+            lines.append(_regression_text(layout.regression))
     else:
         lines = ["Encoder (cross-encoder) reward model. Input: the tokenizer's sentence pair, "
                  f"`{_ids_comment(tok, enc.head)} prompt {_ids_comment(tok, enc.mid)} response "
                  f"{_ids_comment(tok, enc.tail)}`"
                  + (" with token types 0 (prompt) / 1 (response)" if enc.uses_token_types else "")
-                 + "; the reward is `logits[0, 0]` (the classifier on the pooled first token)."]
+                 + ("; the head reads the pooled first token." if layout.regression else
+                    "; the reward is `logits[0, 0]` (the classifier on the pooled first token).")]
+    if layout.regression:
+        lines.append(_regression_text(layout.regression))
     lines.append(f"- Max length {layout.max_length} tokens. Longer inputs lose their oldest prompt tokens "
                  "(left side); the response's end is never cut. Only a response longer than the whole budget "
                  "is cut, keeping its start, the final special token and an eighth of the budget for the prompt.")
@@ -300,6 +341,17 @@ def _layout_text(layout: Layout) -> list[str]:
         lines.append("- Chat messages (this tokenizer has no chat template) are rendered by rewardkit as "
                      "`\\n\\nHuman: ...\\n\\nAssistant: ...` text; the snippet below takes plain strings.")
     return lines
+
+
+def _regression_text(reg: RegressionMeta) -> str:
+    units = ("in their original units (the training scaling is folded into the head)" if reg.folded else
+             f"as scaled in training: rating = offset + scale * output, offset {reg.scaling.offset}, scale "
+             f"{reg.scaling.scale} (a LoRA adapter keeps the head as trained; a merged export folds the scaling in)")
+    weights = ", ".join(f"{a}: {w:g}" for a, w in zip(reg.attributes, reg.weights))
+    return (f"- {len(reg.attributes)} outputs, ratings of {', '.join(f'`{a}`' for a in reg.attributes)} {units}. "
+            f"The reward rewardkit returns (`score`, `serve`, the RL adapters) is their weighted sum, weights "
+            f"{weights}; `RewardModel.score_attributes` returns the ratings themselves. A tool that reads "
+            "`logits[0, 0]` gets the first attribute alone.")
 
 
 def _other_tools_text(layout: Layout) -> list[str]:
@@ -329,6 +381,10 @@ def _data_text(settings: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     if settings.get("eval_data"):
         rows.append(("held-out data", f"`{settings['eval_data']}`"))
     for key, label in [("train_comparisons", "training comparisons"), ("pairs_seen", "comparisons seen in training"),
+                       ("train_rows", "training rated responses"),
+                       ("train_pairs", "training pairs derived from the ratings"),
+                       ("rows_seen", "items seen in training (rated responses and pairs)"),
+                       ("eval_rows", "held-out rated responses"),
                        ("steps", "optimizer steps"), ("checkpoint_step", "exported from checkpoint at step")]:
         if key in summary:
             rows.append((label, summary[key]))
@@ -351,12 +407,19 @@ def _metrics_text(summary: dict[str, Any]) -> list[str]:
                 "model was exported from a checkpoint). Run `rewardkit eval DIR FILE` to measure it.", ""]
     subsets = [(f"subset `{k}` accuracy ({v['pairs']} pairs)", v["accuracy"])
                for k, v in (final.get("subsets") or {}).items()]
-    keys = [key for key, _ in shown] + ["accuracy"] * len(subsets)
-    return ["## Held-out evaluation", "", *_table(rows + subsets, keys), ""]
+    per_attribute = [(f"`{a}`: {what}", m.get(key)) for a, m in (final.get("attributes") or {}).items()
+                     for key, what in (("spearman", "Spearman"), ("rmse", "RMSE"))]
+    keys = [key for key, _ in shown] + ["accuracy"] * len(subsets) + [""] * len(per_attribute)
+    return ["## Held-out evaluation", "", *_table(rows + subsets + per_attribute, keys), ""]
 
 
 def _settings_text(settings: dict[str, Any]) -> list[str]:
-    rows = [(label, settings[key]) for key, label in _SETTINGS if key in settings
+    objective = settings.get("objective", "bt")
+    table = _SETTINGS + (_REGRESSION_SETTINGS if objective != "bt" else [])
+    unused = {"bt": set(), "bt+regression": {"loss", "center_coef", "balance_per_prompt"},  # pairwise-only fields
+              "regression": {"loss", "center_coef", "balance_per_prompt", "use_margin", "pairwise_weight"}}
+    rows = [(label, settings[key]) for key, label in table if settings.get(key) is not None
+            and key not in unused.get(objective, set())
             and not (key.startswith("lora_") and key != "lora_r" and not settings.get("lora_r"))]
     if not rows:
         return []
@@ -396,7 +459,9 @@ def render_card(layout: Layout, model_path: str, name: str, settings: dict[str, 
     one_liner = ["```python", "from rewardkit import RewardModel", "",
                  f"rm = RewardModel.from_pretrained({model_path!r})",
                  "rm.score('How do I boil an egg?', 'Simmer it for eight minutes.')  # -> float, higher is better",
-                 "rm.compare(prompt, response_a, response_b)  # -> P(a preferred over b)", "```"]
+                 "rm.compare(prompt, response_a, response_b)  # -> P(a preferred over b)",
+                 *(["rm.score_attributes([prompt], [response])  # -> [{attribute: rating}]"]
+                   if layout.regression else []), "```"]
     parts = ["---", front_matter(layout, name, settings, summary).rstrip(), "---", "",
              f"# {name}", "",
              f"A reward model trained with rewardkit {version}" + (f" from `{base}`" if base else "")

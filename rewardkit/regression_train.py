@@ -9,7 +9,8 @@ same ratings, so the pairwise signal trains exactly the number ``RewardModel.sco
 The run's surroundings are the pairwise run's (`rewardkit.run`: accelerator and precision, output
 directory checks, ``metrics.jsonl``), and the saved directory is the same plain transformers model,
 with the scaling folded into the output layer so its logits are ratings in original units
-(``config.rewardkit`` names attributes, weights and scaling). This loop is deliberately simpler
+(``config.rewardkit`` names attributes, weights and scaling), and the same model card
+(`rewardkit.card`), whose snippet returns the combined reward. This loop is deliberately simpler
 than `rewardkit.train.fit`: one process, no intermediate checkpoints or ``--resume`` (v1; the
 config refuses them), a seeded shuffle per epoch, micro-batches of ``--batch-size`` items where an
 item is a rated row or (bt+regression) a derived pair.
@@ -36,6 +37,7 @@ from .attributes import (AttributeTable, RatedResponse, RegressionMeta, Scaling,
                          fit_scaling, load_attribute_table, pair_score_weights, pairs_from_records, resolve_weights,
                          split_records)
 from .backbone import load_backbone, make_encoder
+from .card import write_card
 from .batching import Batch, collate_for
 from .config import TrainConfig, to_dict
 from .encode import Encoded, Encoder
@@ -353,4 +355,7 @@ def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, fin
     full = {**summary, "train_rows": len(data.train), "train_pairs": len(data.train_pairs),
             "eval_rows": len(data.held), "skipped": data.skipped, "objective": cfg.objective,
             "attributes": data.attributes, "precision": run.precision.name, "eval": final}
+    settings = {**to_dict(cfg), "precision": run.precision.name}
+    for card_dir in [out] + ([out / "merged"] if cfg.merge else []):  # README.md: how to score
+        write_card(card_dir, settings, full)
     (out / "eval.json").write_text(json.dumps(full, indent=2) + "\n")

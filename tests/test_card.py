@@ -158,3 +158,31 @@ def test_a_card_failure_never_fails_the_run(bert_dir: Path, tmp_path: Path, monk
     meta, body = card_parts(out)
     assert meta["tags"] == ["reward-model", "rewardkit"]
     assert "RuntimeError: tokenizer exploded" in body and "RewardModel.from_pretrained" in body
+
+
+@pytest.mark.parametrize("family,lora", [("bert", False), ("bert", True), ("llama", False)])
+def test_regression_card_reproduces_the_combined_reward(family: str, lora: bool, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    """A multi-attribute model's card: the snippet returns the weighted sum of its ratings, as
+    `RewardModel.score` does, for a folded head (full weights, merged adapter) and an adapter's unfolded one."""
+    from test_regression_train import rated_rows, regression_cfg, write_csv
+
+    model_dir = request.getfixturevalue(f"{family}_dir")
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
+    out = tmp_path / "out"
+    train(regression_cfg(model_dir, data, out, epochs=2, attribute_weights="helpfulness=1,verbosity=-0.5",
+                         **({"lora_r": 4, "merge": True} if lora else {})), log=lambda _m: None)
+    inputs: list[tuple[Any, Any]] = [("question number 1", "great great the answer"),
+                                     ("question number 2", "long long long the answer"),
+                                     ("question number 3", "the answer")]
+    for d in [out] + ([out / "merged"] if lora else []):
+        assert_reproduces(d, inputs)
+        _, body = card_parts(d)
+        assert "2 outputs, ratings of `helpfulness`, `verbosity`" in body and "helpfulness: 1, verbosity: -0.5" in body
+        assert ("OFFSET, SCALE" in body) == (d == out and lora)  # only the adapter keeps the head unfolded
+        assert "rm.score_attributes" in body and "| objective | regression |" in body
+    meta, body = card_parts(out)
+    final = json.loads((out / "eval.json").read_text())["eval"]
+    metrics = {m["type"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics["spearman"] == pytest.approx(final["mean_spearman"], abs=1e-6)  # the card rounds to 6 places
+    assert f"| held-out rated responses | {final['responses']} |" in body and "`verbosity`: Spearman" in body
