@@ -131,11 +131,6 @@ def attribute_options_from(obj: Any) -> AttributeOptions:
     return AttributeOptions(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(AttributeOptions)})
 
 
-def _trackers(value: Any) -> list[str]:
-    parts = value if isinstance(value, (list, tuple)) else [value or ""]
-    return [n.strip() for p in parts for n in str(p).split(",") if n.strip() not in ("", "none")]
-
-
 def check_objective(cfg: Any) -> None:
     """TrainConfig checks for ``--objective`` (UsageError naming the flag).
 
@@ -152,12 +147,11 @@ def check_objective(cfg: Any) -> None:
                          "with one column per attribute")
     for ok, name, why in ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
                           (not cfg.balance_per_prompt, "balance_per_prompt", "on"), (not cfg.resume, "resume", "given"),
-                          (not cfg.save_steps, "save_steps", "> 0"),
-                          (not _trackers(cfg.report_to), "report_to", "trackers")):
+                          (not cfg.save_steps, "save_steps", "> 0")):
         if not ok:
             raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective} "
-                             "(regression runs write no intermediate checkpoints and log to metrics.jsonl only, for now)"
-                             if name in ("resume", "save_steps", "report_to")
+                             "(regression runs write no intermediate checkpoints, for now)"
+                             if name in ("resume", "save_steps")
                              else f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
     attribute_options_from(cfg).validate()
 

@@ -12,7 +12,7 @@ with the scaling folded into the output layer so its logits are ratings in origi
 (``config.rewardkit`` names attributes, weights and scaling), and the same model card
 (`rewardkit.card`), whose snippet returns the combined reward. This loop is deliberately simpler
 than `rewardkit.train.fit`: one process, no intermediate checkpoints or ``--resume`` (v1; the
-config refuses them), a seeded shuffle per epoch, micro-batches of ``--batch-size`` items where an
+config refuses them; ``--report-to`` trackers get the metrics.jsonl scalars as in pairwise runs), a seeded shuffle per epoch, micro-batches of ``--batch-size`` items where an
 item is a rated row or (bt+regression) a derived pair.
 """
 
@@ -48,6 +48,7 @@ from .ratings import _key
 from .records import Comparison
 from .regression import combined_reward, fold_output_layer, output_layer, regression_loss
 from .run import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
+from .tracking import accelerator_kwargs, finishing, start_trackers
 from .precision import resolve_precision
 from .version import __version__
 
@@ -72,37 +73,46 @@ class RatedData:
 
 def train_regression(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train a K-attribute regression reward model as ``cfg`` says; the fields of `TrainResult`."""
+    trackers = accelerator_kwargs(cfg)  # a missing tracker package fails here, before any work
     started = time.time()
     precision = resolve_precision(cfg.precision, run_device_type())
     with fresh_accelerate_state():
-        run = start_run(cfg, precision, log)
+        run = start_run(cfg, precision, log, trackers)
         if run.world > 1:
             raise UsageError(f"--objective {cfg.objective} runs in one process for now (got {run.world})")
-        data = load_rated(cfg, run)
-        model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout, attributes=data.attributes)
-        center = output_layer(model).bias is not None  # a bias-less head cannot absorb an offset at export
-        data.scaling = fit_scaling(cfg.target_scaling, data.train, data.ranges, data.attributes,
-                                   center=center)
-        run.say(f"target scaling {data.scaling.kind}: offset {_fmt(data.scaling.offset)}, "
-                f"scale {_fmt(data.scaling.scale)}; combined reward weights {_fmt(data.weights)}")
-        encode_rated(data, make_encoder(model, tokenizer, cfg.max_length))
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.config.use_cache = False
-        if cfg.lora_r:
-            model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        net = RewardNet(model)
-        metrics = MetricsLog(run.out / "metrics.jsonl", run.main)
-        metrics.path.write_text("")
-        t0 = time.time()
-        steps, seen = fit_rated(run, net, data, tokenizer.pad_token_id, metrics)
-        train_seconds = time.time() - t0
-        final, pred, combined = evaluate_rated(run, net, data, tokenizer.pad_token_id)
-        if final is not None:
-            metrics.write(split="eval", step=steps, **flat_metrics(final))
-        publish_rated(run, net, tokenizer, data, final, pred, combined,
-                      {"steps": steps, "rows_seen": seen, "seconds": round(time.time() - started, 1),
-                       "train_seconds": round(train_seconds, 1)})
+        with finishing(run.accelerator):
+            return _train_rated(cfg, run, started)
+
+
+def _train_rated(cfg: TrainConfig, run: Run, started: float) -> dict[str, Any]:
+    """Load, train, evaluate and publish inside `train_regression`'s accelerator and trackers."""
+    data = load_rated(cfg, run)
+    model, tokenizer = load_backbone(cfg.model, dropout=cfg.dropout, attributes=data.attributes)
+    center = output_layer(model).bias is not None  # a bias-less head cannot absorb an offset at export
+    data.scaling = fit_scaling(cfg.target_scaling, data.train, data.ranges, data.attributes,
+                               center=center)
+    run.say(f"target scaling {data.scaling.kind}: offset {_fmt(data.scaling.offset)}, "
+            f"scale {_fmt(data.scaling.scale)}; combined reward weights {_fmt(data.weights)}")
+    encode_rated(data, make_encoder(model, tokenizer, cfg.max_length))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora_r:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    net = RewardNet(model)
+    tracker = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
+                                                             "attributes": ",".join(data.attributes)})
+    metrics = MetricsLog(run.out / "metrics.jsonl", run.main, tracker)
+    metrics.path.write_text("")
+    t0 = time.time()
+    steps, seen = fit_rated(run, net, data, tokenizer.pad_token_id, metrics)
+    train_seconds = time.time() - t0
+    final, pred, combined = evaluate_rated(run, net, data, tokenizer.pad_token_id)
+    if final is not None:
+        metrics.write(split="eval", step=steps, **flat_metrics(final))
+    publish_rated(run, net, tokenizer, data, final, pred, combined,
+                  {"steps": steps, "rows_seen": seen, "seconds": round(time.time() - started, 1),
+                   "train_seconds": round(train_seconds, 1)})
     return {"output_dir": str(run.out), "steps": steps, "pairs_seen": seen, "train_comparisons": len(data.train),
             "truncated": sum(e.truncated for e in data.train_enc or []), "skipped": data.skipped,
             "eval_metrics": final, "seconds": time.time() - started, "train_seconds": train_seconds}

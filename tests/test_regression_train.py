@@ -142,7 +142,7 @@ def test_bad_rating_values_exit_2(bert_dir: Path, tmp_path: Path, bad: str, mess
 def test_pairwise_refuses_attribute_list(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="one --score-column"):
         TrainConfig(train_data="x.csv", score_column="a,b").validate()
-    for bad in ({"resume": "latest"}, {"loss": "pl"}, {"report_to": "tensorboard"}, {"balance_per_prompt": True}):
+    for bad in ({"resume": "latest"}, {"loss": "pl"}, {"save_steps": 5}, {"balance_per_prompt": True}):
         with pytest.raises(UsageError, match="does not apply to --objective regression"):
             TrainConfig(train_data="x.csv", score_column="a,b", objective="regression", **bad).validate()
 

@@ -129,3 +129,23 @@ def test_tensorboard_after_resume_and_overwrite_matches_metrics_jsonl(bert_dir: 
         if "resume" in extra:
             assert [r["step"] for r in rows] == list(range(1, 11))
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10]
+
+
+def test_regression_run_reports_to_tensorboard(bert_dir: Path, tmp_path: Path) -> None:
+    """--objective regression: the same metrics.jsonl scalars, per-attribute ones included."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_regression_train import rated_rows, regression_cfg, write_csv
+
+    out = tmp_path / "out"
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
+    train(regression_cfg(bert_dir, data, out, epochs=2, logging_steps=1, eval_steps=3, report_to="tensorboard"),
+          log=lambda _m: None)
+    acc = EventAccumulator(str(out / "rewardkit"))
+    acc.Reload()
+    assert {"train/loss", "train/regression_loss", "eval/mean_spearman", "eval/spearman/helpfulness"} <= set(
+        acc.Tags()["scalars"])
+    train_rows, eval_rows = _records(out, "train"), _records(out, "eval")
+    assert [e.step for e in acc.Scalars("train/loss")] == [r["step"] for r in train_rows]
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
+    assert [e.step for e in acc.Scalars("eval/mean_spearman")] == [r["step"] for r in eval_rows]
+    assert len(eval_rows) >= 2
