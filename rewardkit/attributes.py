@@ -135,7 +135,7 @@ def check_objective(cfg: Any) -> None:
     """TrainConfig checks for ``--objective`` (UsageError naming the flag).
 
     Pairwise runs must not be given an attribute list; regression runs need a rating file and
-    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing, resume).
+    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing).
     """
     if cfg.objective == "bt":
         if cfg.score_column and "," in cfg.score_column or cfg.attributes:
@@ -146,13 +146,9 @@ def check_objective(cfg: Any) -> None:
         raise UsageError(f"{flag('objective')} {cfg.objective} needs {flag('train_data')}: a rating table "
                          "with one column per attribute")
     for ok, name, why in ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
-                          (not cfg.balance_per_prompt, "balance_per_prompt", "on"), (not cfg.resume, "resume", "given"),
-                          (not cfg.save_steps, "save_steps", "> 0")):
+                          (not cfg.balance_per_prompt, "balance_per_prompt", "on")):
         if not ok:
-            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective} "
-                             "(regression runs write no intermediate checkpoints, for now)"
-                             if name in ("resume", "save_steps")
-                             else f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
+            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
     attribute_options_from(cfg).validate()
 
 

@@ -7,21 +7,26 @@
 Checkpoints carry their run's configuration, so the backbone is rebuilt from ``--model`` exactly
 as training built it and the saved weights are loaded on top. Reward statistics are computed at
 the end of a run only, so a model exported from a checkpoint has none (``--normalize`` refuses).
+A regression run's checkpoint also carries its attributes, weights and target scaling, so its export
+scores like the run's final model (ratings from the logits, the weighted sum as the reward).
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .version import __version__
 from .artifacts import is_adapter_dir, merge_adapter, save_adapter, save_model
+from .attributes import RegressionMeta
 from .backbone import load_backbone
 from .card import run_facts, write_card
 from .checkpoint import STATE_FILE, checkpoint_weights, read_state
 from .config import TrainConfig
 from .errors import UsageError
 from .lora import apply_lora
+from .regression import fold_output_layer
 
 
 def export(src: str | Path, out: str | Path, merge: bool = False, overwrite: bool = False) -> Path:
@@ -51,7 +56,9 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     cfg = TrainConfig(**{k: v for k, v in state.get("config", {}).items() if k in known})
     if merge and not cfg.lora_r:
         raise UsageError(f"--merge: {src} is from a full fine-tuning run; there is no adapter to merge")
-    model, tokenizer = load_backbone(cfg.model, dropout=False)
+    regression = state.get("regression")  # a regression run's attributes, weights and training scaling
+    model, tokenizer = load_backbone(cfg.model, dropout=False,
+                                     attributes=regression["attributes"] if regression else None)
     if cfg.lora_r:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     weights = checkpoint_weights(src)
@@ -62,18 +69,31 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
             raise UsageError(f"{src}: its weights do not match the model its configuration describes")
     meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.loss,
             "checkpoint_step": state.get("step")}
+    if cfg.lora_r and merge:
+        model = model.merge_and_unload()
+    if regression:
+        meta = {**meta, **_regression_meta(model, regression, folded=not (cfg.lora_r and not merge), where=src)}
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if cfg.lora_r and merge:
-        save_model(model.merge_and_unload(), tokenizer, tmp, meta)
-    elif cfg.lora_r:
+    if cfg.lora_r and not merge:
         save_adapter(model, tokenizer, tmp, meta)
     else:
         save_model(model, tokenizer, tmp, meta)
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.rename(out)
-    write_card(out, {**state.get("config", {})}, {"checkpoint_step": state.get("step"),
-                                                   "pairs_seen": state.get("pairs_seen")})
+    seen = {"rows_seen": state["rows_seen"]} if "rows_seen" in state else {"pairs_seen": state.get("pairs_seen")}
+    write_card(out, {**state.get("config", {})}, {"checkpoint_step": state.get("step"), **seen})
     return out
+
+
+def _regression_meta(model: Any, saved: dict[str, Any], folded: bool, where: Path) -> dict[str, Any]:
+    """A regression checkpoint's ``config.rewardkit`` entries; full and merged models get the training
+    scaling folded into their output layer, as `rewardkit train` saves them, so logits are ratings."""
+    reg = RegressionMeta.from_meta(saved, len(saved["attributes"]), str(where))
+    assert reg is not None
+    if folded:
+        fold_output_layer(model, reg.scaling.offset, reg.scaling.scale)
+    reg.folded = folded
+    return {"loss": reg.objective, **reg.to_meta()}

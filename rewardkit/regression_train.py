@@ -11,20 +11,25 @@ directory checks, ``metrics.jsonl``), and the saved directory is the same plain 
 with the scaling folded into the output layer so its logits are ratings in original units
 (``config.rewardkit`` names attributes, weights and scaling), and the same model card
 (`rewardkit.card`), whose snippet returns the combined reward. This loop is deliberately simpler
-than `rewardkit.train.fit`: one process, no intermediate checkpoints or ``--resume`` (v1; the
-config refuses them; ``--report-to`` trackers get the metrics.jsonl scalars as in pairwise runs), a seeded shuffle per epoch, micro-batches of ``--batch-size`` items where an
-item is a rated row or (bt+regression) a derived pair.
+than `rewardkit.train.fit`: one process (v1), a seeded shuffle per epoch, micro-batches of
+``--batch-size`` items where an item is a rated row or (bt+regression) a derived pair. It
+checkpoints every ``--save-steps`` and on SIGINT/SIGTERM, and ``--resume`` continues from there
+(`rewardkit.checkpoint`'s atomic writes and resume contract); ``--report-to`` trackers get the
+metrics.jsonl scalars as in pairwise runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +46,9 @@ from .card import write_card
 from .batching import Batch, collate_for
 from .config import TrainConfig, to_dict
 from .encode import Encoded, Encoder
-from .errors import TrainingDiverged, UsageError
+from .checkpoint import (StopSignals, all_finite, check_resume_data, data_fingerprint, load_checkpoint,
+                         save_checkpoint, save_trainable_only)
+from .errors import TrainingDiverged, TrainingInterrupted, UsageError
 from .lora import apply_lora
 from .net import RewardNet, compute_rewards, score_encoded
 from .ratings import _key
@@ -101,21 +108,23 @@ def _train_rated(cfg: TrainConfig, run: Run, started: float) -> dict[str, Any]:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     net = RewardNet(model)
     tracker = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
-                                                             "attributes": ",".join(data.attributes)})
+                                                             "attributes": ",".join(data.attributes)},
+                             int(run.saved["step"]) if run.saved else 0)
     metrics = MetricsLog(run.out / "metrics.jsonl", run.main, tracker)
-    metrics.path.write_text("")
     t0 = time.time()
     steps, seen = fit_rated(run, net, data, tokenizer.pad_token_id, metrics)
     train_seconds = time.time() - t0
     final, pred, combined = evaluate_rated(run, net, data, tokenizer.pad_token_id)
     if final is not None:
         metrics.write(split="eval", step=steps, **flat_metrics(final))
+    resumed = int(run.saved["step"]) if run.saved else 0
     publish_rated(run, net, tokenizer, data, final, pred, combined,
                   {"steps": steps, "rows_seen": seen, "seconds": round(time.time() - started, 1),
-                   "train_seconds": round(train_seconds, 1)})
+                   "train_seconds": round(train_seconds, 1), **({"resumed_from_step": resumed} if resumed else {})})
     return {"output_dir": str(run.out), "steps": steps, "pairs_seen": seen, "train_comparisons": len(data.train),
             "truncated": sum(e.truncated for e in data.train_enc or []), "skipped": data.skipped,
-            "eval_metrics": final, "seconds": time.time() - started, "train_seconds": train_seconds}
+            "eval_metrics": final, "seconds": time.time() - started, "train_seconds": train_seconds,
+            "resumed_from_step": resumed}
 
 
 def _fmt(xs: Sequence[float]) -> str:
@@ -223,61 +232,148 @@ def rated_loss(outputs: torch.Tensor, batch: Batch, target: torch.Tensor, mask: 
     return loss, reg.item(), bt_value
 
 
+@dataclass
+class RatedState:
+    """Where a regression run stands; beside accelerate's files, what its checkpoints hold.
+
+    ``micro`` (micro-batches consumed) is the data position: the order is a seeded reshuffle
+    (`micro_batches`), so a resumed run replays it up to there. ``running`` sums loss, regression
+    loss, pairwise loss and micro-batches since the last logged step.
+    """
+
+    step: int = 0
+    micro: int = 0
+    seen: int = 0
+    running: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+
+
+def micro_batches(items: Sequence[tuple[str, int]], size: int, seed: int) -> Iterator[list[tuple[str, int]]]:
+    """Micro-batches of ``size`` items from endless seeded reshuffles (an epoch's tail joins the next)."""
+    rng = random.Random(seed)
+    order: list[tuple[str, int]] = []
+    while True:
+        if len(order) < size:
+            more = list(items)
+            rng.shuffle(more)
+            order += more
+        chunk, order = order[:size], order[size:]
+        yield chunk
+
+
 def fit_rated(run: Run, net: RewardNet, data: RatedData, pad_id: int, metrics: MetricsLog) -> tuple[int, int]:
-    """AdamW over seeded, shuffled micro-batches for --epochs; returns (optimizer steps, items seen)."""
+    """AdamW over seeded, shuffled micro-batches for --epochs, checkpointing every --save-steps and on
+    SIGINT/SIGTERM; returns (optimizer steps, items seen)."""
     from transformers import get_scheduler
 
     cfg, acc = run.cfg, run.accelerator
     items = _items(data)
-    per_epoch = math.ceil(len(items) / cfg.batch_size)
-    micro = max(1, round(per_epoch * cfg.epochs))
+    micro = max(1, round(math.ceil(len(items) / cfg.batch_size) * cfg.epochs))
     total = math.ceil(micro / cfg.grad_accum)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
                               num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
     net, optimizer = acc.prepare(net, optimizer)
+    acc.register_for_checkpointing(scheduler)
+    if cfg.lora_r:
+        save_trainable_only(acc)
+    state = restore_rated(run, data, metrics, total)
+    batches = itertools.islice(micro_batches(items, cfg.batch_size, cfg.seed), state.micro, None)
     net.train()
-    order: list[tuple[str, int]] = []
-    rng = random.Random(cfg.seed)
-    step = seen = 0
-    running = [0.0, 0.0, 0.0, 0]
-    for m in range(micro):
-        if len(order) < cfg.batch_size:
-            more = list(items)
-            rng.shuffle(more)
-            order += more
-        chunk, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        batch, target, mask = make_batch(data, chunk, pad_id, cfg.use_margin)
-        batch, target, mask = batch.to(acc.device), target.to(acc.device), mask.to(acc.device)
-        loss, reg, bt = rated_loss(compute_rewards(net, batch), batch, target, mask, cfg, data)
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(f"step {step + 1}: non-finite loss {loss.item():.4g}; no model was written. "
-                                   f"Lower --lr (now {cfg.lr:g}) or try --precision fp32.")
-        acc.backward(loss / cfg.grad_accum)
-        seen += len(chunk)
-        running = [running[0] + loss.item(), running[1] + reg, running[2] + bt, running[3] + 1]
-        if (m + 1) % cfg.grad_accum and m + 1 < micro:
-            continue
-        grad_norm = acc.clip_grad_norm_(net.parameters(), cfg.max_grad_norm or math.inf)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step % cfg.logging_steps == 0 or step == total:
-            n = running[3]
-            metrics.write(split="train", step=step, loss=running[0] / n, regression_loss=running[1] / n,
-                          pairwise_loss=running[2] / n, lr=scheduler.get_last_lr()[0], grad_norm=float(grad_norm),
-                          rows_seen=seen, epoch=seen / len(items))
-            running = [0.0, 0.0, 0.0, 0]
-        if cfg.eval_steps and step % cfg.eval_steps == 0 and step < total:
-            result, _, _ = evaluate_rated(run, net, data, pad_id)
-            if result is not None:
-                metrics.write(split="eval", step=step, **flat_metrics(result))
-                run.say(f"step {step}: eval mean spearman {result['mean_spearman']:.4f}"
-                        + (f", combined accuracy {result['accuracy']:.4f}" if "accuracy" in result else ""))
-            net.train()
-    return step, seen
+    with StopSignals() as stop:
+        for m in range(state.micro, micro):
+            chunk = next(batches)
+            batch, target, mask = make_batch(data, chunk, pad_id, cfg.use_margin)
+            batch, target, mask = batch.to(acc.device), target.to(acc.device), mask.to(acc.device)
+            loss, reg, bt = rated_loss(compute_rewards(net, batch), batch, target, mask, cfg, data)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"step {state.step + 1}: non-finite loss {loss.item():.4g}; no model was "
+                                       f"written. Lower --lr (now {cfg.lr:g}) or try --precision fp32.")
+            acc.backward(loss / cfg.grad_accum)
+            state.micro, state.seen = m + 1, state.seen + len(chunk)
+            state.running = [a + b for a, b in zip(state.running, (loss.item(), reg, bt, 1))]
+            if (m + 1) % cfg.grad_accum and m + 1 < micro:
+                continue
+            grad_norm = acc.clip_grad_norm_(net.parameters(), cfg.max_grad_norm or math.inf)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if state.step % cfg.logging_steps == 0 or state.step == total:
+                n = state.running[3]
+                metrics.write(split="train", step=state.step, loss=state.running[0] / n,
+                              regression_loss=state.running[1] / n, pairwise_loss=state.running[2] / n,
+                              lr=scheduler.get_last_lr()[0], grad_norm=float(grad_norm), rows_seen=state.seen,
+                              epoch=state.seen / len(items))
+                state.running = [0.0, 0.0, 0.0, 0.0]
+            if cfg.eval_steps and state.step % cfg.eval_steps == 0 and state.step < total:
+                _evaluate_during(run, net, data, pad_id, metrics, state.step)
+                net.train()
+            if (cfg.save_steps and state.step % cfg.save_steps == 0) or stop.received:
+                saved = checkpoint_rated(run, net, data, state, total)
+                if stop.received:
+                    raise TrainingInterrupted(f"stopped by {stop.name} after step {state.step} of {total}; "
+                                              f"checkpoint written to {saved}; continue with --resume",
+                                              128 + stop.received)
+    return state.step, state.seen
+
+
+def _evaluate_during(run: Run, net: nn.Module, data: RatedData, pad_id: int, metrics: MetricsLog,
+                     step: int) -> None:
+    result, _, _ = evaluate_rated(run, net, data, pad_id)
+    if result is not None:
+        metrics.write(split="eval", step=step, **flat_metrics(result))
+        run.say(f"step {step}: eval mean spearman {result['mean_spearman']:.4f}"
+                + (f", combined accuracy {result['accuracy']:.4f}" if "accuracy" in result else ""))
+
+
+# --------------------------------------------------------------------------------------- checkpoints and resume
+
+
+def rated_fingerprint(data: RatedData) -> str:
+    """The data a checkpoint was trained on: token shapes of every item (`data_fingerprint`), the
+    ratings of both splits and the fitted scaling and weights. A resume on other data is refused."""
+    assert data.train_enc is not None and data.scaling is not None
+    shapes = data_fingerprint(list(data.train_enc) + list(data.pair_enc or []), data.held_enc or [])
+    ratings = json.dumps([[r.values for r in data.train], [r.values for r in data.held], data.scaling.to_dict(),
+                          data.weights, len(data.train_pairs), len(data.held_pairs)])
+    return hashlib.sha256(f"{shapes}|{ratings}".encode()).hexdigest()[:16]
+
+
+def regression_meta(cfg: TrainConfig, data: RatedData, folded: bool) -> dict[str, Any]:
+    """What ``config.rewardkit`` says about the attributes (`RegressionMeta.to_meta`)."""
+    assert data.scaling is not None
+    return RegressionMeta(data.attributes, data.weights, data.scaling, folded=folded, objective=cfg.objective,
+                          pair_attribute=cfg.pair_attribute).to_meta()
+
+
+def checkpoint_rated(run: Run, net: nn.Module, data: RatedData, state: RatedState, total: int) -> Path:
+    """Write OUT/checkpoint-STEP (never of broken weights): accelerate's files plus the trainer state,
+    which carries the regression meta so `rewardkit export` can turn the checkpoint into a model."""
+    if not all_finite(net.parameters()):
+        raise TrainingDiverged(f"step {state.step}: the weights hold NaN/inf; no checkpoint written")
+    saved = {"step": state.step, "total_steps": total, "micro_batches_done": state.micro, "rows_seen": state.seen,
+             "running": state.running, "num_processes": run.world, "fingerprint": rated_fingerprint(data),
+             "version": __version__, "config": to_dict(run.cfg), "regression": regression_meta(run.cfg, data, False)}
+    return save_checkpoint(run.accelerator, run.out, state.step, saved, run.cfg.save_total_limit)
+
+
+def restore_rated(run: Run, data: RatedData, metrics: MetricsLog, total: int) -> RatedState:
+    """A fresh state (and an empty metrics.jsonl), or, on --resume, the checkpoint's weights, optimizer,
+    scheduler, RNG and position once its data is known to be this run's."""
+    if run.saved is None:
+        if run.main:
+            metrics.path.write_text("")
+        return RatedState()
+    assert run.resume_from is not None
+    check_resume_data(run.saved, rated_fingerprint(data), run.resume_from)
+    saved = load_checkpoint(run.accelerator, run.resume_from)
+    metrics.truncate_after(int(saved["step"]))
+    state = RatedState(int(saved["step"]), int(saved["micro_batches_done"]), int(saved["rows_seen"]),
+                       [float(x) for x in saved["running"]])
+    run.say(f"resumed from {run.resume_from} at step {state.step} of {total} "
+            f"({state.micro} micro-batches already trained on are skipped)")
+    return state
 
 
 # --------------------------------------------------------------------------------------- evaluation and saving
@@ -344,8 +440,7 @@ def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, fin
     if folded:
         fold_output_layer(inner, data.scaling.offset, data.scaling.scale)
     meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.objective, "normalization": stats,
-            **RegressionMeta(data.attributes, data.weights, data.scaling, folded=folded, objective=cfg.objective,
-                             pair_attribute=cfg.pair_attribute).to_meta()}
+            **regression_meta(cfg, data, folded)}
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
     save_trained(inner, tokenizer, tmp, meta)

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -142,7 +143,7 @@ def test_bad_rating_values_exit_2(bert_dir: Path, tmp_path: Path, bad: str, mess
 def test_pairwise_refuses_attribute_list(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="one --score-column"):
         TrainConfig(train_data="x.csv", score_column="a,b").validate()
-    for bad in ({"resume": "latest"}, {"loss": "pl"}, {"save_steps": 5}, {"balance_per_prompt": True}):
+    for bad in ({"loss": "pl"}, {"ratings_mode": "ranking"}, {"balance_per_prompt": True}):
         with pytest.raises(UsageError, match="does not apply to --objective regression"):
             TrainConfig(train_data="x.csv", score_column="a,b", objective="regression", **bad).validate()
 
@@ -231,3 +232,103 @@ def test_eval_text_output(trained: tuple[Path, Path], tmp_path: Path) -> None:
     res = run_cli("eval", str(out), str(data))
     assert res.returncode == 0, res.stderr
     assert "helpfulness" in res.stdout and "spearman" in res.stdout and "combined reward accuracy" in res.stdout
+
+
+def _scores(model_dir: Path, prompts: list[str], responses: list[str]) -> tuple[list[float], list[dict]]:
+    rm = RewardModel.from_pretrained(model_dir, device="cpu", dtype="fp32")
+    return rm.score_batch(prompts, responses), rm.score_attributes(prompts, responses)
+
+
+PROBE = (["question number 1", "question number 2", "question number 5"],
+         ["great great the answer", "long long the answer", "the answer great long"])
+
+
+def test_sigterm_checkpoint_and_resume_match_an_uninterrupted_run(bert_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM mid-run: a checkpoint at the end of that step, exit code 143; --resume then ends where
+    an uninterrupted run does (weights, metrics.jsonl), and the checkpoint exports to the same model."""
+    import os
+    import signal
+
+    from rewardkit.errors import TrainingInterrupted
+    from rewardkit.export import export
+    from rewardkit.run import MetricsLog
+
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
+    kw = dict(epochs=2, save_steps=2, save_total_limit=0, logging_steps=1, eval_steps=2)
+    whole = train(regression_cfg(bert_dir, data, tmp_path / "whole", **kw), log=lambda m: None)
+    assert whole.steps == 6 and (tmp_path / "whole" / "checkpoint-6").is_dir()
+
+    write = MetricsLog.write
+
+    def write_then_signal(self: MetricsLog, **record: Any) -> None:
+        write(self, **record)
+        if record.get("split") == "train" and record.get("step") == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(MetricsLog, "write", write_then_signal)
+    out = tmp_path / "cut"
+    with pytest.raises(TrainingInterrupted, match="after step 3 of 6") as stopped:
+        train(regression_cfg(bert_dir, data, out, **kw), log=lambda m: None)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert not (out / "config.json").exists()  # no final model from a stopped run
+    monkeypatch.setattr(MetricsLog, "write", write)
+    resumed = train(regression_cfg(bert_dir, data, out, resume="latest", **kw), log=lambda m: None)
+    assert resumed.resumed_from_step == 3 and resumed.steps == 6 and resumed.pairs_seen == whole.pairs_seen
+
+    want_rewards, want_attrs = _scores(tmp_path / "whole", *PROBE)
+    got_rewards, got_attrs = _scores(out, *PROBE)
+    assert got_rewards == pytest.approx(want_rewards, abs=1e-5)
+    assert [a[k] for a in got_attrs for k in ATTRS] == pytest.approx([a[k] for a in want_attrs for k in ATTRS], abs=1e-5)
+    rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    want, got = rows(tmp_path / "whole"), rows(out)
+    assert [(r["split"], r["step"]) for r in got] == [(r["split"], r["step"]) for r in want]
+    assert [r.get("loss", r.get("mean_spearman")) for r in got] == pytest.approx(
+        [r.get("loss", r.get("mean_spearman")) for r in want], abs=1e-5)
+    assert json.loads((out / "eval.json").read_text())["resumed_from_step"] == 3
+
+    # the last checkpoint exports to the run's final model: scaling folded, attributes and weights kept
+    exported = export(tmp_path / "whole" / "checkpoint-6", tmp_path / "exported")
+    got_rewards, got_attrs = _scores(exported, *PROBE)
+    assert got_rewards == pytest.approx(want_rewards, abs=1e-5)
+    assert [a[k] for a in got_attrs for k in ATTRS] == pytest.approx([a[k] for a in want_attrs for k in ATTRS], abs=1e-5)
+    assert "2 outputs, ratings of `helpfulness`, `verbosity`" in (exported / "README.md").read_text()
+
+
+def test_resume_refuses_other_ratings_or_weights(bert_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
+    train(regression_cfg(bert_dir, data, tmp_path / "run", epochs=1, save_steps=1, save_total_limit=0),
+          log=lambda m: None)
+    for name, changed_data, extra, message in [
+            ("ratings", write_csv(tmp_path / "other.csv", rated_rows(8, 3, seed=1)), {}, "the data differs"),
+            ("weights", data, {"attribute_weights": "helpfulness=1"}, "different settings")]:
+        out = tmp_path / name
+        out.mkdir()
+        shutil.copytree(tmp_path / "run" / "checkpoint-1", out / "checkpoint-1")
+        with pytest.raises(UsageError, match=message):
+            train(regression_cfg(bert_dir, changed_data, out, epochs=1, save_steps=1, resume="latest", **extra),
+                  log=lambda m: None)
+
+
+def test_lora_regression_checkpoint_exports_adapter_and_merged(bert_dir: Path, tmp_path: Path) -> None:
+    """A LoRA checkpoint: the adapter export keeps the head unfolded, the merged one folds it; both
+    score as the run's final adapter does."""
+    from rewardkit.artifacts import read_meta
+    from rewardkit.export import export
+
+    data = write_csv(tmp_path / "rated.csv", rated_rows(6, 2))
+    out = tmp_path / "out"
+    result = train(regression_cfg(bert_dir, data, out, epochs=1, eval_split=0.0, lora_r=4, save_steps=1),
+                   log=lambda m: None)
+    last = out / f"checkpoint-{result.steps}"
+    want_rewards, want_attrs = _scores(out, *PROBE)
+    for merge in (False, True):
+        exported = export(last, tmp_path / f"exported-{merge}", merge=merge)
+        assert read_meta(exported)["scaling"]["folded"] is merge
+        got_rewards, got_attrs = _scores(exported, *PROBE)
+        assert got_rewards == pytest.approx(want_rewards, abs=1e-4)
+        assert [a[k] for a in got_attrs for k in ATTRS] == pytest.approx(
+            [a[k] for a in want_attrs for k in ATTRS], abs=1e-4)
