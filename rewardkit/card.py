@@ -319,8 +319,6 @@ def _layout_text(layout: Layout) -> list[str]:
                                           if tok.pad_token_id not in (None, eos) else
                                           ": not distinct from EOS, so score one sequence at a time in plain "
                                           "transformers (a padded batch would be read at the wrong token).")]
-        if layout.regression:
-            lines.append(_regression_text(layout.regression))
     else:
         lines = ["Encoder (cross-encoder) reward model. Input: the tokenizer's sentence pair, "
                  f"`{_ids_comment(tok, enc.head)} prompt {_ids_comment(tok, enc.mid)} response "

@@ -107,9 +107,9 @@ def _train_rated(cfg: TrainConfig, run: Run, started: float) -> dict[str, Any]:
     if cfg.lora_r:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     net = RewardNet(model)
+    resumed = int(run.saved["step"]) if run.saved else 0
     tracker = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
-                                                             "attributes": ",".join(data.attributes)},
-                             int(run.saved["step"]) if run.saved else 0)
+                                                             "attributes": ",".join(data.attributes)}, resumed)
     metrics = MetricsLog(run.out / "metrics.jsonl", run.main, tracker)
     t0 = time.time()
     steps, seen = fit_rated(run, net, data, tokenizer.pad_token_id, metrics)
@@ -117,7 +117,6 @@ def _train_rated(cfg: TrainConfig, run: Run, started: float) -> dict[str, Any]:
     final, pred, combined = evaluate_rated(run, net, data, tokenizer.pad_token_id)
     if final is not None:
         metrics.write(split="eval", step=steps, **flat_metrics(final))
-    resumed = int(run.saved["step"]) if run.saved else 0
     publish_rated(run, net, tokenizer, data, final, pred, combined,
                   {"steps": steps, "rows_seen": seen, "seconds": round(time.time() - started, 1),
                    "train_seconds": round(train_seconds, 1), **({"resumed_from_step": resumed} if resumed else {})})
@@ -277,7 +276,8 @@ def fit_rated(run: Run, net: RewardNet, data: RatedData, pad_id: int, metrics: M
     acc.register_for_checkpointing(scheduler)
     if cfg.lora_r:
         save_trainable_only(acc)
-    state = restore_rated(run, data, metrics, total)
+    fingerprint = rated_fingerprint(data)  # once: every checkpoint stores it, a resume checks it
+    state = restore_rated(run, fingerprint, metrics, total)
     batches = itertools.islice(micro_batches(items, cfg.batch_size, cfg.seed), state.micro, None)
     net.train()
     with StopSignals() as stop:
@@ -310,7 +310,7 @@ def fit_rated(run: Run, net: RewardNet, data: RatedData, pad_id: int, metrics: M
                 _evaluate_during(run, net, data, pad_id, metrics, state.step)
                 net.train()
             if (cfg.save_steps and state.step % cfg.save_steps == 0) or stop.received:
-                saved = checkpoint_rated(run, net, data, state, total)
+                saved = checkpoint_rated(run, net, data, state, total, fingerprint)
                 if stop.received:
                     raise TrainingInterrupted(f"stopped by {stop.name} after step {state.step} of {total}; "
                                               f"checkpoint written to {saved}; continue with --resume",
@@ -347,18 +347,19 @@ def regression_meta(cfg: TrainConfig, data: RatedData, folded: bool) -> dict[str
                           pair_attribute=cfg.pair_attribute).to_meta()
 
 
-def checkpoint_rated(run: Run, net: nn.Module, data: RatedData, state: RatedState, total: int) -> Path:
+def checkpoint_rated(run: Run, net: nn.Module, data: RatedData, state: RatedState, total: int,
+                     fingerprint: str) -> Path:
     """Write OUT/checkpoint-STEP (never of broken weights): accelerate's files plus the trainer state,
     which carries the regression meta so `rewardkit export` can turn the checkpoint into a model."""
     if not all_finite(net.parameters()):
         raise TrainingDiverged(f"step {state.step}: the weights hold NaN/inf; no checkpoint written")
     saved = {"step": state.step, "total_steps": total, "micro_batches_done": state.micro, "rows_seen": state.seen,
-             "running": state.running, "num_processes": run.world, "fingerprint": rated_fingerprint(data),
+             "running": state.running, "num_processes": run.world, "fingerprint": fingerprint,
              "version": __version__, "config": to_dict(run.cfg), "regression": regression_meta(run.cfg, data, False)}
     return save_checkpoint(run.accelerator, run.out, state.step, saved, run.cfg.save_total_limit)
 
 
-def restore_rated(run: Run, data: RatedData, metrics: MetricsLog, total: int) -> RatedState:
+def restore_rated(run: Run, fingerprint: str, metrics: MetricsLog, total: int) -> RatedState:
     """A fresh state (and an empty metrics.jsonl), or, on --resume, the checkpoint's weights, optimizer,
     scheduler, RNG and position once its data is known to be this run's."""
     if run.saved is None:
@@ -366,7 +367,7 @@ def restore_rated(run: Run, data: RatedData, metrics: MetricsLog, total: int) ->
             metrics.path.write_text("")
         return RatedState()
     assert run.resume_from is not None
-    check_resume_data(run.saved, rated_fingerprint(data), run.resume_from)
+    check_resume_data(run.saved, fingerprint, run.resume_from)
     saved = load_checkpoint(run.accelerator, run.resume_from)
     metrics.truncate_after(int(saved["step"]))
     state = RatedState(int(saved["step"]), int(saved["micro_batches_done"]), int(saved["rows_seen"]),
@@ -447,8 +448,8 @@ def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, fin
     publish_model(tmp, out)
     if cfg.merge:
         merge_adapter(out, out / "merged", overwrite=True)
-    (out / "train_config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), "precision": run.precision.name},
-                                                          sort_keys=False))
+    settings = {**to_dict(cfg), "precision": run.precision.name}
+    (out / "train_config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     if final:
         from .attribute_report import write_attribute_report
 
@@ -460,7 +461,6 @@ def publish_rated(run: Run, net: nn.Module, tokenizer: Any, data: RatedData, fin
     full = {**summary, "train_rows": len(data.train), "train_pairs": len(data.train_pairs),
             "eval_rows": len(data.held), "skipped": data.skipped, "objective": cfg.objective,
             "attributes": data.attributes, "precision": run.precision.name, "eval": final}
-    settings = {**to_dict(cfg), "precision": run.precision.name}
     for card_dir in [out] + ([out / "merged"] if cfg.merge else []):  # README.md: how to score
         write_card(card_dir, settings, full)
     (out / "eval.json").write_text(json.dumps(full, indent=2) + "\n")
