@@ -25,14 +25,14 @@ def default_data() -> str:
     """The shared hh-rlhf file when present, else rewardkit's bundled sample of it."""
     if SHARED_HH.is_file():
         return str(SHARED_HH)
-    from rewardkit.data import bundled_sample
+    from rewardkit.data.loading import bundled_sample
 
     return bundled_sample()
 
 
 def load_pairs(path: str, limit: int | None) -> list[Any]:
     """Comparisons of ``path`` (first ``limit`` only), parsed by rewardkit: pairs only."""
-    from rewardkit.data import load_comparisons
+    from rewardkit.data.loading import load_comparisons
 
     comps = load_comparisons(path).comparisons
     comps = [c for c in comps if len(c.responses) == 2 and isinstance(c.prompt, str)]
@@ -40,7 +40,7 @@ def load_pairs(path: str, limit: int | None) -> list[Any]:
 
 
 def split(comps: list[Any], test_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    from rewardkit.data import split_by_prompt
+    from rewardkit.data.loading import split_by_prompt
 
     return split_by_prompt(comps, test_fraction, seed)
 

@@ -1,4 +1,4 @@
-"""Row chunking on CPU: fixed 8-row chunks vs chunks planned by `rewardkit.fast_paths.plan_chunks`.
+"""Row chunking on CPU: fixed 8-row chunks vs chunks planned by `rewardkit.model.fast_paths.plan_chunks`.
 
 Takes real training micro-batches (MiniLM-L6, hh-rlhf split as in bench_train, length-grouped,
 cut into --pass-tokens passes as training does), and times forward + backward of the same batches
@@ -30,12 +30,11 @@ def main() -> int:
 
     import transformers
 
-    from rewardkit.plan import split_into_passes
-    from rewardkit.cache import encode_cached
-    from rewardkit.net import RewardNet, compute_rewards
-    from rewardkit.batching import batch_length, collate_for
-    from rewardkit.backbone import load_backbone, make_encoder
-    from rewardkit.plan import CPU_PASS_TOKENS, plan_micro_batches
+    from rewardkit.encoding.cache import encode_cached
+    from rewardkit.model.backbone import load_backbone, make_encoder
+    from rewardkit.model.batching import batch_length, collate_for
+    from rewardkit.model.net import RewardNet, compute_rewards
+    from rewardkit.training.batch_plan import CPU_PASS_TOKENS, plan_micro_batches, split_into_passes
 
     transformers.logging.set_verbosity_error()
     train_c, _ = common.split(common.load_pairs(args.data or common.default_data(), None), 0.2, args.seed)

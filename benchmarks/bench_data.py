@@ -5,7 +5,7 @@ with the index written into its first human turn and the end of both responses, 
 tokenizes afresh and no cache can dedupe them), writes them as hh-rlhf-shaped JSONL to a temporary
 folder, and times in separate processes (so peak RSS is per run):
 
-* ``rewardkit cold``: what ``rewardkit.train`` does before its first step: ``load_cached``
+* ``rewardkit cold``: what ``rewardkit.training.trainer`` does before its first step: ``load_cached``
   (read + validate, and keep the parsed comparisons in the cache), the prompt-disjoint split (5% held out), encoding of both sides through the
   tokenization cache (empty cache, REWARDKIT_CACHE in the temporary folder), the truncation
   counts, the data fingerprint, the batch widths and the length-grouped plan of one epoch;
@@ -18,7 +18,7 @@ folder, and times in separate processes (so peak RSS is per run):
     python benchmarks/bench_data.py --n 20000 200000          # both systems
     python benchmarks/bench_data.py --n 1000000 --no-trl      # rewardkit only
 
-Tokenizer: MiniLM-L6 (``rewardkit.backbone.default_model_path()``), sentence-pair layout, max 512.
+Tokenizer: MiniLM-L6 (``rewardkit.model.backbone.default_model_path()``), sentence-pair layout, max 512.
 """
 
 from __future__ import annotations
@@ -115,21 +115,21 @@ def cpu_seconds() -> float:
 
 
 def child_rewardkit(path: str) -> dict[str, Any]:
-    """One preparation run, as rewardkit.train does it; returns seconds per phase and peak RSS."""
+    """One preparation run, as rewardkit.training.trainer does it; returns seconds per phase and peak RSS."""
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
-    from rewardkit.cache import encode_cached
-    from rewardkit.data import split_by_prompt
-    try:  # through the loaded-file cache, as rewardkit.train loads, where this version has it
-        from rewardkit.cache import load_cached
+    from rewardkit.data.loading import split_by_prompt
+    from rewardkit.encoding.cache import encode_cached
+    try:  # through the loaded-file cache, as rewardkit.training.trainer loads, where this version has it
+        from rewardkit.data.file_cache import load_cached
     except ImportError:
-        from rewardkit.data import load_comparisons as load_cached
-    from rewardkit.encode import Encoder
-    from rewardkit.batching import batch_length
-    from rewardkit.backbone import default_model_path
-    from rewardkit.checkpoint import data_fingerprint
-    from rewardkit.plan import plan_micro_batches
+        from rewardkit.data.loading import load_comparisons as load_cached
+    from rewardkit.encoding.encoder import Encoder
+    from rewardkit.model.backbone import default_model_path
+    from rewardkit.model.batching import batch_length
+    from rewardkit.training.batch_plan import plan_micro_batches
+    from rewardkit.training.checkpoints import data_fingerprint
 
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -146,7 +146,7 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     times["tokenize"], cpu["tokenize"] = time.perf_counter() - t, cpu_seconds() - c0
     t, c0 = time.perf_counter(), cpu_seconds()
     try:  # the compact container's vectorised accessors, where this version has them
-        from rewardkit.encoded_set import rows_of, truncated_count, widths_of
+        from rewardkit.encoding.encoded_set import rows_of, truncated_count, widths_of
         truncated = truncated_count(train_enc) + truncated_count(eval_enc)
         widths = widths_of(train_enc, False)
         rows_of(train_enc, False)
@@ -169,7 +169,7 @@ def child_trl(path: str, num_proc: int | None, hf_cache: str) -> dict[str, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from rewardkit.backbone import default_model_path
+    from rewardkit.model.backbone import default_model_path
 
     model = AutoModelForSequenceClassification.from_pretrained(default_model_path(), num_labels=1)
     tok = AutoTokenizer.from_pretrained(default_model_path())

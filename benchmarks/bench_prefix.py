@@ -35,10 +35,15 @@ SIZES = {  # hidden, layers, heads, kv heads, intermediate
 def build_decoder(arch: str, size: str, out: Path) -> Path:
     """A random-init decoder with the bundled MiniLM tokenizer, saved as a model directory."""
     import torch
-    from transformers import (AutoTokenizer, LlamaConfig, LlamaForSequenceClassification, Qwen2Config,
-                              Qwen2ForSequenceClassification)
+    from transformers import (
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForSequenceClassification,
+        Qwen2Config,
+        Qwen2ForSequenceClassification,
+    )
 
-    from rewardkit.backbone import default_model_path
+    from rewardkit.model.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     hidden, layers, heads, kv, inter = SIZES[size]
@@ -62,8 +67,8 @@ def build_decoder(arch: str, size: str, out: Path) -> Path:
 
 
 def token_counts(model_dir: Path, comps: list[Any], max_length: int) -> dict[str, int]:
-    from rewardkit.batching import packed_length
-    from rewardkit.backbone import load_backbone, make_encoder
+    from rewardkit.model.backbone import load_backbone, make_encoder
+    from rewardkit.model.batching import packed_length
 
     model, tok = load_backbone(str(model_dir))
     enc = make_encoder(model, tok, max_length)
@@ -89,8 +94,8 @@ def main() -> int:
     import torch
 
     from rewardkit.config import TrainConfig
-    from rewardkit.scorer import RewardModel
-    from rewardkit.train import train
+    from rewardkit.model.reward_model import RewardModel
+    from rewardkit.training.trainer import train
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)

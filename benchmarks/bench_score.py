@@ -64,13 +64,13 @@ def main() -> int:
 
     import torch
 
-    from rewardkit.scorer import RewardModel
-    from rewardkit.backbone import load_backbone, uses_last_token
+    from rewardkit.model.backbone import load_backbone, uses_last_token
+    from rewardkit.model.reward_model import RewardModel
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
     items = [(c.prompt, r) for c in comps for r in c.responses]
-    from rewardkit.precision import resolve_dtype
+    from rewardkit.model.precision import resolve_dtype
 
     dtype = "bf16" if resolve_dtype(args.dtype) == torch.bfloat16 else "fp32"
     model, tok = load_backbone(args.model)

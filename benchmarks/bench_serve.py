@@ -48,8 +48,8 @@ def fresh_minilm(out: Path, max_length: int) -> Path:
     """The bundled MiniLM-L6 with a fresh reward head, saved as a rewardkit model directory."""
     import torch
 
-    from rewardkit.backbone import load_backbone
-    from rewardkit.artifacts import save_model
+    from rewardkit.model.artifacts import save_model
+    from rewardkit.model.backbone import load_backbone
 
     torch.manual_seed(0)
     model, tok = load_backbone(None)

@@ -38,7 +38,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402
 
-
 # ----------------------------------------------------------------------------------------- children
 
 
@@ -51,8 +50,8 @@ def child_rewardkit(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from rewardkit.config import TrainConfig
-    from rewardkit.scorer import RewardModel
-    from rewardkit.train import train
+    from rewardkit.model.reward_model import RewardModel
+    from rewardkit.training.trainer import train
 
     started = time.time()
     cfg = TrainConfig(model=spec["model"], train_data=spec["train"], eval_data=spec["test"],
@@ -62,7 +61,7 @@ def child_rewardkit(spec: dict[str, Any]) -> dict[str, Any]:
     result = train(cfg, log=lambda m: print(m, file=sys.stderr))
     rss = common.peak_rss_gb()
     rm = RewardModel.from_pretrained(spec["out"], device="cpu" if not torch.cuda.is_available() else None)
-    from rewardkit.data import load_comparisons
+    from rewardkit.data.loading import load_comparisons
 
     rewards = rm.score_comparisons(load_comparisons(spec["test"]).comparisons)
     return {"system": "rewardkit", "pairs_per_s": result.pairs_seen / result.train_seconds,
@@ -78,7 +77,7 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from rewardkit.precision import resolve_precision
+    from rewardkit.model.precision import resolve_precision
 
     started = time.time()
     tok = AutoTokenizer.from_pretrained(spec["model"])
@@ -167,8 +166,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from rewardkit.backbone import default_model_path
-    from rewardkit.precision import resolve_precision
+    from rewardkit.model.backbone import default_model_path
+    from rewardkit.model.precision import resolve_precision
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)

@@ -1,9 +1,11 @@
-"""rewardkit: train, evaluate and serve reward models for RLHF."""
+"""rewardkit: train, evaluate and serve reward models for RLHF.
 
-from .version import __version__  # noqa: F401
+The public API: `RewardModel` (score with a trained model), `TrainConfig` and `train` (train one).
+"""
 
-from .config import TrainConfig  # noqa: E402
-from .scorer import RewardModel  # noqa: E402
-from .train import train  # noqa: E402  (the function shadows the submodule name, on purpose)
+from rewardkit.config import TrainConfig
+from rewardkit.model.reward_model import RewardModel
+from rewardkit.training.trainer import train
+from rewardkit.version import __version__
 
 __all__ = ["RewardModel", "TrainConfig", "train", "__version__"]

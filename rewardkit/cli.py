@@ -18,10 +18,18 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import (DataCheckConfig, DataConvertConfig, EvalConfig, ExportConfig, ScoreConfig, TrainConfig,
-                     build_config, field_type)
-from .errors import DataError, RecordError, TrainingInterrupted, UsageError, flag
-from .serve_config import ServeConfig
+from rewardkit.config import (
+    DataCheckConfig,
+    DataConvertConfig,
+    EvalConfig,
+    ExportConfig,
+    ScoreConfig,
+    TrainConfig,
+    build_config,
+    field_type,
+)
+from rewardkit.errors import DataError, RecordError, TrainingInterrupted, UsageError, flag
+from rewardkit.serving.config import ServeConfig
 
 GROUPS = ("model", "data", "training", "evaluation", "checkpoints", "speed")
 
@@ -95,7 +103,7 @@ def _print_metrics(m: dict[str, Any], title: str) -> None:
 
 def _load_scorer(cfg: Any) -> Any:
     _quiet_libraries()
-    from .scorer import RewardModel
+    from rewardkit.model.reward_model import RewardModel
 
     return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
                                        dtype=cfg.dtype)
@@ -107,7 +115,7 @@ def _load_scorer(cfg: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(TrainConfig, args, args.config)
     _quiet_libraries()
-    from .train import train
+    from rewardkit.training.trainer import train
 
     result = train(cfg, log=lambda msg: print(msg, file=sys.stderr))
     from accelerate import PartialState
@@ -115,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
         return 0
     if result.eval_metrics and "attributes" in result.eval_metrics:  # --objective regression
-        from .attribute_cli import print_attribute_metrics
+        from rewardkit.evaluation.rated import print_attribute_metrics
 
         print_attribute_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['responses']} "
                                 "rated responses):")
@@ -133,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = _config(ExportConfig, args)
     _quiet_libraries()
-    from .export import export
+    from rewardkit.training.export import export
 
     out = export(cfg.source, cfg.output, merge=cfg.merge, overwrite=cfg.overwrite)
     print(f"exported {cfg.source} -> {out}")
@@ -142,7 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _sections(path: str | None, present: set[str | None], data: str) -> Any:
     """The --sections mapping, validated; a note for subsets the data does not have."""
-    from .metrics import check_sections
+    from rewardkit.evaluation.metrics import check_sections
 
     if not path:
         return None
@@ -157,14 +165,14 @@ def _sections(path: str | None, present: set[str | None], data: str) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_comparisons
-    from .metrics import pair_metrics, pairs_of
-    from .records import describe_problems
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.data.records import describe_problems
+    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
 
     cfg = _config(EvalConfig, args)
     if not Path(cfg.model_dir).is_dir():
         raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
-    from .attribute_cli import eval_rated
+    from rewardkit.evaluation.rated import eval_rated
 
     if (done := eval_rated(cfg, _load_scorer)) is not None:  # a regression model on a rating table
         return done
@@ -180,7 +188,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
     metrics["skipped"] = len(loaded.problems)
     if cfg.report:
-        from .report import write_report
+        from rewardkit.evaluation.report import write_report
 
         page = write_report(cfg.report, loaded.comparisons, rewards, metrics, title="Reward model evaluation",
                             details={"model": cfg.model_dir, "data": cfg.data})
@@ -194,8 +202,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _score_jobs(path: str) -> list[tuple[str, dict[str, Any], Any]]:
     """(kind, record, payload) per record of a file to score, in order; every bad record is listed."""
-    from .formats import parse_record
-    from .readers import iter_rows
+    from rewardkit.data.formats import parse_record
+    from rewardkit.data.readers import iter_rows
 
     if not Path(path).is_file():
         raise UsageError(f"INPUT: no such file: {path}")
@@ -244,7 +252,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for n, ((kind, raw, payload), r) in enumerate(zip(jobs, rewards)):
             rec = dict(raw)
             if attributes is not None:
-                from .attribute_cli import add_attributes
+                from rewardkit.evaluation.rated import add_attributes
 
                 add_attributes(rec, kind, raw, payload, attributes[n])
             if kind == "single":
@@ -265,14 +273,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(ServeConfig, args)
     _quiet_libraries()
-    from .serve import serve
+    from rewardkit.serving.app import serve
 
     return serve(cfg)
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .data import load_comparisons
-    from .datacheck import data_report, print_report
+    from rewardkit.data.check import data_report, print_report
+    from rewardkit.data.loading import load_comparisons
 
     cfg = _config(DataCheckConfig, args)
     loaded = load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg)
@@ -286,8 +294,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
     """Any supported input -> explicit JSONL: pair records and/or ranking records."""
-    from .data import load_comparisons
-    from .formats import comparison_records
+    from rewardkit.data.formats import comparison_records
+    from rewardkit.data.loading import load_comparisons
 
     cfg = _config(DataConvertConfig, args)
     if Path(cfg.output).resolve() == Path(cfg.input).resolve():
@@ -344,7 +352,7 @@ DATA_COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .version import __version__
+    from rewardkit.version import __version__
 
     parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
     parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")

@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError, flag
-from .attributes import OBJECTIVES, AttributeOptions, check_objective
-from .formats import FORMATS
-from .options import option, same_option
-from .ratings import RatingOptions, options_from
+from rewardkit.data.attributes.options import AttributeOptions, attribute_options_from
+from rewardkit.data.formats import FORMATS
+from rewardkit.data.ratings import RatingOptions, options_from
+from rewardkit.errors import UsageError, flag
+from rewardkit.options import option, same_option
+
+OBJECTIVES = ("bt", "regression", "bt+regression")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class TrainConfig:
     max_length: int = option(
         "Maximum tokens per prompt+response. Longer pairs lose their oldest prompt tokens, never the "
         "response's end, and are never dropped.", 512, group="data", must_match=True)
-    # rating tables (--format ratings, or auto-detected): the fields of rewardkit.ratings.RatingOptions
+    # rating tables (--format ratings, or auto-detected): the fields of rewardkit.data.ratings.RatingOptions
     prompt_column: str | None = same_option(RatingOptions, "prompt_column")
     response_column: str | None = same_option(RatingOptions, "response_column")
     score_column: str | None = same_option(AttributeOptions, "score_column")
@@ -77,7 +79,7 @@ class TrainConfig:
     lo: float | None = same_option(RatingOptions, "lo")
     min_gap: float = same_option(RatingOptions, "min_gap")
     margin_scale: float = same_option(RatingOptions, "margin_scale")
-    # ratings as regression targets (--objective regression / bt+regression): rewardkit.attributes
+    # ratings as regression targets (--objective regression / bt+regression): rewardkit.data.attributes.table
     attributes: str | None = same_option(AttributeOptions, "attributes")
     score_range: str | None = same_option(AttributeOptions, "score_range")
 
@@ -212,6 +214,28 @@ class TrainConfig:
         check(self, checks)
         self.rating_options().validate()
         check_objective(self)
+
+
+def check_objective(cfg: TrainConfig) -> None:
+    """TrainConfig checks for ``--objective`` (UsageError naming the flag).
+
+    Pairwise runs must not be given an attribute list; regression runs need a rating file and
+    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing).
+    """
+    if cfg.objective == "bt":
+        if cfg.score_column and "," in cfg.score_column or cfg.attributes:
+            raise UsageError(f"give one {flag('score_column')} for pairwise training "
+                             f"(or {flag('objective')} regression for several attributes)")
+        return
+    if not cfg.train_data:
+        raise UsageError(f"{flag('objective')} {cfg.objective} needs {flag('train_data')}: a rating table "
+                         "with one column per attribute")
+    for ok, name, why in ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
+                          (not cfg.balance_per_prompt, "balance_per_prompt", "on")):
+        if not ok:
+            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
+    attribute_options_from(cfg).validate()
+
 
 
 def check(cfg: Any, checks: list[tuple[bool, str, str]]) -> None:

@@ -155,11 +155,11 @@ def write_dataset(out: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
 
 
 # --------------------------------------------------------------------------------------- baselines
-# Baselines read the written CSVs back through rewardkit.attributes, so the data path is exercised too.
+# Baselines read the written CSVs back through rewardkit.data.attributes.table, so the data path is exercised too.
 
 
 def load_split(out: Path) -> tuple[Any, Any, list[dict[str, str]]]:
-    from rewardkit.attributes import AttributeOptions, load_attribute_table
+    from rewardkit.data.attributes.table import AttributeOptions, load_attribute_table
 
     opts = AttributeOptions(score_column=",".join(ATTRIBUTES), score_range=f"0:{SLOTS}")
     train = load_attribute_table(str(out / "train.csv"), opts)
@@ -170,7 +170,7 @@ def load_split(out: Path) -> tuple[Any, Any, list[dict[str, str]]]:
 
 def evaluate(pred: list[list[float]], test: Any, pairs: list[dict[str, str]]) -> dict[str, Any]:
     """Per-attribute metrics against the held-out ratings, and combined-reward pair accuracy."""
-    from rewardkit.attribute_metrics import regression_metrics
+    from rewardkit.evaluation.rating_metrics import regression_metrics
 
     combined_of = {(r.prompt, r.response): combined(p) for r, p in zip(test.records, pred)}
     pair_rewards = [(combined_of[(p["prompt"], p["chosen"])], combined_of[(p["prompt"], p["rejected"])])
@@ -221,7 +221,7 @@ def embed_features(train: list[Any], test: list[Any], batch: int = 64) -> tuple[
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from rewardkit.backbone import default_model_path
+    from rewardkit.model.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     model = AutoModel.from_pretrained(default_model_path()).eval()
@@ -249,9 +249,9 @@ def finetune(train: Any, test: Any, epochs: float, lr: float, batch_size: int, s
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from rewardkit.attributes import fit_scaling, target_matrix
-    from rewardkit.backbone import default_model_path
-    from rewardkit.regression import regression_loss
+    from rewardkit.model.attribute_head import fit_scaling, target_matrix
+    from rewardkit.model.backbone import default_model_path
+    from rewardkit.training.losses import regression_loss
 
     torch.manual_seed(seed)
     path = default_model_path()

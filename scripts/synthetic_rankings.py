@@ -80,7 +80,7 @@ def tiny_bert(out_dir: Path, hidden: int = 64, seed: int = 0) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rewardkit.backbone import default_model_path
+    from rewardkit.model.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
@@ -110,9 +110,9 @@ def run(model: str, workdir: Path, n_train: int = 400, n_test: int = 100, k: int
         losses: tuple[str, ...] = ("pl", "bt"), log: Any = None) -> dict[str, dict[str, float]]:
     """Train one model per loss on the same synthetic rankings; held-out ranking metrics per loss."""
     from rewardkit.config import TrainConfig
-    from rewardkit.data import load_comparisons
-    from rewardkit.scorer import RewardModel
-    from rewardkit.train import train  # not `from rewardkit import train`: that yields the submodule
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.model.reward_model import RewardModel
+    from rewardkit.training.trainer import train  # not `from rewardkit import train`: that yields the submodule
 
     train_file = write_jsonl(workdir / "train.jsonl", make_rankings(n_train, k, seed, beta))
     test_file = write_jsonl(workdir / "test.jsonl", make_rankings(n_test, k, seed + 1, None))
@@ -165,7 +165,7 @@ def main() -> int:
             if args.model == "tiny":
                 model = str(tiny_bert(work / "tiny-bert", hidden=args.hidden, seed=seed))
             elif args.model == "minilm":
-                from rewardkit.backbone import default_model_path
+                from rewardkit.model.backbone import default_model_path
 
                 model = default_model_path()
             else:

@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewardkit import RewardModel  # noqa: E402
-from rewardkit.records import Comparison
-from rewardkit.data import load_comparisons, split_by_prompt  # noqa: E402
+from rewardkit.data.loading import load_comparisons, split_by_prompt  # noqa: E402
+from rewardkit.data.records import Comparison
 
 
 def held_out_pairs(data: str, eval_split: float, seed: int, exclude: str | None, limit: int | None

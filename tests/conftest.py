@@ -7,9 +7,11 @@ with a byte-level BPE tokenizer trained on the spot.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,44 @@ def pairs_records(n: int = 24) -> list[dict[str, str]]:
     return out
 
 
+def rated_rows(n_prompts: int = 16, answers: int = 3, seed: int = 0, missing: float = 0.15) -> list[dict]:
+    """Helpfulness is the number of 'great', verbosity the number of 'long' (some verbosity cells empty)."""
+    rng = random.Random(seed)
+    rows = []
+    for p in range(n_prompts):
+        for _ in range(answers):
+            g, v = rng.randint(0, 4), rng.randint(0, 4)
+            words = ["great"] * g + ["long"] * v + ["the", "answer"]
+            rng.shuffle(words)
+            rows.append({"prompt": f"question number {p}", "response": " ".join(words), "helpfulness": g,
+                         "verbosity": "" if rng.random() < missing else v})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def regression_cfg(model: Path, data: Path, out: Path, **kw) -> Any:
+    from rewardkit import TrainConfig
+
+    base = dict(model=str(model), train_data=str(data), output_dir=str(out), objective="regression",
+                score_column="helpfulness,verbosity", score_range="0:4", precision="fp32", epochs=8,
+                batch_size=8, lr=3e-3, eval_split=0.25, max_length=32, warmup_ratio=0.0, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
 @pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with the real MiniLM (WordPiece) tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rewardkit.backbone import default_model_path
+    from rewardkit.model.backbone import default_model_path
 
     d = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(default_model_path())
@@ -130,7 +164,7 @@ def shared_hh() -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_encode_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Tests never read or write the user's ~/.cache/rewardkit (rewardkit.cache)."""
+    """Tests never read or write the user's ~/.cache/rewardkit (rewardkit.encoding.cache)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("encode-cache")))
     yield

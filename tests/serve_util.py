@@ -25,8 +25,8 @@ def spread_bert(root: Path) -> Path:
     """A 2-layer BERT (MiniLM's WordPiece tokenizer) whose rewards vary visibly between texts."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rewardkit.backbone import default_model_path
-    from rewardkit.artifacts import save_model
+    from rewardkit.model.artifacts import save_model
+    from rewardkit.model.backbone import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -41,8 +41,8 @@ def spread_llama(root: Path, chat_template: str | None = None) -> Path:
     from conftest import _bpe_tokenizer
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from rewardkit.artifacts import save_model
-    from rewardkit.backbone import setup_pad_token
+    from rewardkit.model.artifacts import save_model
+    from rewardkit.model.backbone import setup_pad_token
 
     tok = _bpe_tokenizer(chat_template)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pairs_records, write_jsonl
 
 from rewardkit.cli import main
-
-from conftest import pairs_records, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from serve_util import Server, free_port, spread_bert
 
 from rewardkit import RewardModel
 from rewardkit.client import RewardClient, RewardServerError
-from serve_util import Server, free_port, spread_bert
 
 KEY = "client-test-key-51c2"
 PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Tell me a joke.",

@@ -28,7 +28,7 @@ def test_minilm_learns_hh_rlhf_preferences(shared_hh: Path, tmp_path: Path) -> N
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewardkit.data import load_comparisons
+    from rewardkit.data.loading import load_comparisons
 
     comps = load_comparisons(str(shared_hh)).comparisons[:8]
     ours = rm.score_batch([c.prompt for c in comps], [c.chosen for c in comps])

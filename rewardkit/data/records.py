@@ -1,0 +1,125 @@
+"""The record types every other module speaks: comparisons, and what a loader could not use.
+
+A `Comparison` is one prompt with K >= 2 responses ordered best first; a preference pair is the
+K = 2 case (responses = [chosen, rejected]). Keeping one record type for pairs and rankings means
+the batching, losses and training loop never branch on the data shape.
+
+A `Problem` is one unusable record (file:line and reason); `Loaded` is what a loader produced,
+the problems it met, the valid records that expressed no preference (`dropped`), and one-line
+notes on conversions. Nothing is dropped silently: `Loaded.messages` says all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from rewardkit.errors import DataError
+
+Text = str | list[dict[str, str]]  # plain text, or chat messages [{"role", "content"}]
+
+SHOW_PROBLEMS = 5
+
+
+def text_key(t: Text) -> str:
+    """A hashable identity of a text or message list: equal texts, equal keys (grouping, splits, lookups)."""
+    return t if isinstance(t, str) else json.dumps(t, sort_keys=True)
+
+
+def text_length(t: Text) -> int:
+    """Characters of a text, or of a message list's contents (length statistics, length bias)."""
+    return len(t) if isinstance(t, str) else sum(len(m["content"]) for m in t)
+
+
+@dataclass
+class Comparison:
+    """One prompt and K >= 2 responses, best first. Pairs are K = 2: [chosen, rejected]."""
+
+    prompt: Text
+    responses: list[Text]
+    margin: float | None = None
+    scores: list[float] | None = None
+    subset: str | None = None
+    source: str = ""
+    # A ranking given as {responses, scores} is stored best first; order[i] is the record's index of
+    # responses[i], so results can be written back in the record's own order.
+    order: list[int] | None = None
+
+    @property
+    def chosen(self) -> Text:
+        return self.responses[0]
+
+    @property
+    def rejected(self) -> Text:
+        return self.responses[-1]
+
+    def in_record_order(self, values: list[float]) -> list[float]:
+        """Per-response ``values`` (best first, as ``responses``) in the order the record listed them."""
+        if self.order is None:
+            return list(values)
+        out = [0.0] * len(values)
+        for rank, i in enumerate(self.order):
+            out[i] = values[rank]
+        return out
+
+    def prompt_key(self) -> str:
+        """A hashable identity of the prompt, used for prompt-disjoint splits and grouping."""
+        return text_key(self.prompt)
+
+
+@dataclass
+class Problem:
+    where: str  # "file:line"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class Loaded:
+    """What a loader produced, and what it could not use."""
+
+    comparisons: list[Comparison]
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    dropped: list[Problem] = field(default_factory=list)  # valid, but no preference: reported, not fatal
+    notes: list[str] = field(default_factory=list)  # one-line summaries of conversions (rating tables)
+
+    def messages(self, source: str) -> list[str]:
+        """What a run should tell the user about this load: skipped problems, notes, records left out."""
+        out = [describe_problems(self.problems, source) + "\n(skipped: --skip-invalid)"] if self.problems else []
+        out += self.notes
+        if self.dropped:
+            out.append(describe_dropped(self.dropped, source))
+        return out
+
+
+def check_usable(problems: list[Problem], dropped: list[Problem], usable: int, source: str, skip_invalid: bool,
+                 nothing: str) -> None:
+    """Raise DataError when a load met invalid records (unless ``skip_invalid``) or produced nothing
+    usable (``nothing`` says what, e.g. "no usable preference records"), listing the first few."""
+    if problems and not skip_invalid:
+        raise DataError(describe_problems(problems, source) +
+                        "\n(use --skip-invalid to skip these records and train on the rest)")
+    if not usable:
+        raise DataError(f"{source}: {nothing}"
+                        + (f"\n{describe_problems(problems, source)}" if problems else "")
+                        + (f"\n{describe_dropped(dropped, source)}" if dropped else ""))
+
+
+def describe_dropped(dropped: list[Problem], source: str) -> str:
+    """Valid records or prompts that gave no preference (not errors), first few with reasons."""
+    return _listing(f"{len(dropped)} record(s)/prompt(s) in {source} express no preference and were left out:",
+                    dropped)
+
+
+def describe_problems(problems: list[Problem], source: str) -> str:
+    return _listing(f"{len(problems)} invalid record(s) in {source}:", problems)
+
+
+def _listing(header: str, items: list[Problem]) -> str:
+    lines = [header] + [f"  {p}" for p in items[:SHOW_PROBLEMS]]
+    if len(items) > SHOW_PROBLEMS:
+        lines.append(f"  ... and {len(items) - SHOW_PROBLEMS} more")
+    return "\n".join(lines)

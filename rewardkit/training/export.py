@@ -1,0 +1,98 @@
+"""`rewardkit export`: a checkpoint or a LoRA adapter -> a model directory other tools load.
+
+* ``checkpoint-N`` of a full fine-tuning run -> a plain transformers model directory.
+* ``checkpoint-N`` of a LoRA run -> a peft adapter directory, or merged plain weights with ``merge``.
+* a LoRA output (adapter) directory -> merged plain weights (``merge`` required, to say so).
+
+Checkpoints carry their run's configuration, so the backbone is rebuilt from ``--model`` exactly
+as training built it and the saved weights are loaded on top. Reward statistics are computed at
+the end of a run only, so a model exported from a checkpoint has none (``--normalize`` refuses).
+A regression run's checkpoint also carries its attributes, weights and target scaling, so its export
+scores like the run's final model (ratings from the logits, the weighted sum as the reward).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rewardkit.card.text import run_facts, write_card
+from rewardkit.config import TrainConfig
+from rewardkit.errors import UsageError
+from rewardkit.model.artifacts import is_adapter_dir, merge_adapter, save_adapter, save_model
+from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
+from rewardkit.model.backbone import load_backbone
+from rewardkit.model.lora import apply_lora
+from rewardkit.training.checkpoints import STATE_FILE, checkpoint_weights, read_state
+from rewardkit.version import __version__
+
+
+def export(src: str | Path, out: str | Path, merge: bool = False, overwrite: bool = False) -> Path:
+    """Write ``src`` (checkpoint or adapter directory) as a loadable model to ``out``; return ``out``."""
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise UsageError(f"{src}: no such directory")
+    if out.resolve() == src.resolve():
+        raise UsageError("-o: the output directory must differ from the source")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UsageError(f"-o: {out} already exists and is not empty (pass --overwrite to replace it)")
+    if is_adapter_dir(src):
+        if not merge:
+            raise UsageError(f"{src} is a LoRA adapter directory already; pass --merge to write merged weights")
+        merged = merge_adapter(src, out, overwrite=True)
+        write_card(merged, *run_facts(src))  # README.md: the adapter's run settings and metrics, if at hand
+        return merged
+    if not (src / STATE_FILE).is_file():
+        raise UsageError(f"{src}: neither a rewardkit checkpoint ({STATE_FILE}) nor a LoRA adapter "
+                         "directory (adapter_config.json)")
+    return _export_checkpoint(src, out, merge)
+
+
+def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
+    state = read_state(src)
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in state.get("config", {}).items() if k in known})
+    if merge and not cfg.lora_r:
+        raise UsageError(f"--merge: {src} is from a full fine-tuning run; there is no adapter to merge")
+    regression = state.get("regression")  # a regression run's attributes, weights and training scaling
+    model, tokenizer = load_backbone(cfg.model, dropout=False,
+                                     head=head_config(regression["attributes"]) if regression else None)
+    if cfg.lora_r:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    weights = checkpoint_weights(src)
+    result = model.load_state_dict(weights, strict=not cfg.lora_r)
+    if cfg.lora_r:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        if trainable & set(result.missing_keys) or result.unexpected_keys:
+            raise UsageError(f"{src}: its weights do not match the model its configuration describes")
+    meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.loss,
+            "checkpoint_step": state.get("step")}
+    if cfg.lora_r and merge:
+        model = model.merge_and_unload()
+    if regression:
+        meta = {**meta, **_regression_meta(model, regression, folded=not (cfg.lora_r and not merge), where=src)}
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if cfg.lora_r and not merge:
+        save_adapter(model, tokenizer, tmp, meta)
+    else:
+        save_model(model, tokenizer, tmp, meta)
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+    seen = {"rows_seen": state["rows_seen"]} if "rows_seen" in state else {"pairs_seen": state.get("pairs_seen")}
+    write_card(out, {**state.get("config", {})}, {"checkpoint_step": state.get("step"), **seen})
+    return out
+
+
+def _regression_meta(model: Any, saved: dict[str, Any], folded: bool, where: Path) -> dict[str, Any]:
+    """A regression checkpoint's ``config.rewardkit`` entries; full and merged models get the training
+    scaling folded into their output layer, as `rewardkit train` saves them, so logits are ratings."""
+    reg = RegressionMeta.from_meta(saved, len(saved["attributes"]), str(where))
+    assert reg is not None
+    if folded:
+        fold_output_layer(model, reg.scaling.offset, reg.scaling.scale)
+    reg.folded = folded
+    return {"loss": reg.objective, **reg.to_meta()}
