@@ -129,7 +129,7 @@ def child_rewardkit(path: str) -> dict[str, Any]:
     from rewardkit.model.backbone import default_model_path
     from rewardkit.model.batching import batch_length
     from rewardkit.training.batch_plan import plan_micro_batches
-    from rewardkit.training.checkpoints import data_fingerprint
+    from rewardkit.training.resume import data_fingerprint
 
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}

@@ -6,6 +6,8 @@ one message on stderr and exit code 2 (no traceback); anything else is a bug (ex
 
 from __future__ import annotations
 
+import errno
+
 
 class UsageError(Exception):
     """A bad flag, config value or path: reported without a traceback, exit code 2."""
@@ -38,3 +40,9 @@ class TrainingDiverged(UsageError):
 def flag(name: str) -> str:
     """The command-line spelling of a config field: train_data -> --train-data."""
     return "--" + name.replace("_", "-")
+
+
+def describe_os_error(e: OSError, what: str, path: object) -> str:
+    """One line for a failed write: what, where, and why (a full disk named as such)."""
+    reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return f"cannot write {what} to {path}: {reason}"

@@ -1,4 +1,5 @@
-"""LoRA through peft: wrap a backbone so the adapters and the whole score head train.
+"""LoRA through peft: wrap a backbone so the adapters and the whole score head train, and keep its
+checkpoints to the trainable weights.
 
 Saving, reloading and merging an adapter directory live in `rewardkit.model.artifacts`.
 
@@ -9,6 +10,10 @@ for GPT-2, query/key/value/dense for BERT); adapting all of them trains better t
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import torch
 from torch import nn
 
 from rewardkit.errors import UsageError
@@ -35,3 +40,38 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: 
         return get_peft_model(model, config)
     except ValueError as e:
         raise UsageError(f"--lora-target-modules {targets or 'all-linear'}: {str(e).splitlines()[0]}") from None
+
+
+def save_trainable_only(accelerator: Any) -> None:
+    """Make accelerate checkpoints hold only trainable weights (LoRA runs: adapter + head).
+
+    The frozen backbone is reloaded from ``--model`` on resume, so copying it into every
+    checkpoint would only cost disk. Loading checks that exactly the trainable weights are present.
+    """
+    from safetensors.torch import load_file
+
+    def trainable(model: nn.Module) -> set[str]:
+        return {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_save(models: list[nn.Module], weights: list[dict[str, torch.Tensor]], _dir: str) -> None:
+        for model, sd in zip(models, weights):
+            keep = trainable(model)
+            for key in [k for k in sd if k not in keep]:
+                del sd[key]
+
+    def on_load(models: list[nn.Module], input_dir: str) -> None:
+        for i, model in enumerate(models):
+            f = Path(input_dir) / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")
+            if not f.is_file():
+                return  # sharded (FSDP/DeepSpeed) state: accelerate's own loader handles it
+            sd = load_file(str(f))
+            want = trainable(model)
+            missing, extra = want - sd.keys(), sd.keys() - want
+            if missing or extra:
+                raise UsageError(f"--resume: {f} does not match this model's trainable weights "
+                                 f"({len(missing)} missing, {len(extra)} unexpected; different LoRA settings?)")
+            model.load_state_dict(sd, strict=False)
+        models.clear()  # loaded here; accelerate must not load them again with strict checking
+
+    accelerator.register_save_state_pre_hook(on_save)
+    accelerator.register_load_state_pre_hook(on_load)

@@ -24,7 +24,7 @@ from rewardkit.model.artifacts import is_adapter_dir, merge_adapter, save_adapte
 from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
 from rewardkit.model.backbone import load_backbone
 from rewardkit.model.lora import apply_lora
-from rewardkit.training.checkpoints import STATE_FILE, checkpoint_weights, read_state
+from rewardkit.training.checkpoints import checkpoint_weights, read_state, STATE_FILE
 from rewardkit.version import __version__
 
 

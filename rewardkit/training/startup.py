@@ -1,8 +1,9 @@
-"""A training run's surroundings: the accelerator and its processes, the output directory, resume.
+"""Starting a training run: the accelerator and its processes, the output directory, the resume point.
 
-`start_run` creates the `Accelerator` for the resolved precision, refuses to mix two runs in one
-output directory, finds the checkpoint to resume from and checks the resume contract, then clears
-what the new run must not inherit. `Run` carries all of it through the phases of `rewardkit.training.trainer`.
+`start_run` creates the `Accelerator` for the resolved precision, checks the output directory
+(`rewardkit.training.output_dir`: never two runs in one), finds the checkpoint to resume from and
+checks the resume contract, then clears what the new run must not inherit. `Run` carries all of it
+through the phases of `rewardkit.training.trainer`.
 
 Multi-process runs (``accelerate launch``): every process calls everything here; decisions are
 read-only until every process has looked, and files are written by the main process only.
@@ -10,9 +11,6 @@ read-only until every process has looked, and files are written by the main proc
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +20,10 @@ import torch
 
 from rewardkit.config import TrainConfig
 from rewardkit.errors import UsageError
-from rewardkit.model.artifacts import is_adapter_dir
 from rewardkit.model.precision import Precision
-from rewardkit.training.checkpoints import (
-    STATE_FILE,
-    check_resume,
-    latest_checkpoint,
-    list_checkpoints,
-    read_state,
-    remove_stale,
-)
+from rewardkit.training.checkpoints import latest_checkpoint, read_state
+from rewardkit.training.output_dir import check_output_dir, prepare_output_dir
+from rewardkit.training.resume import check_resume
 from rewardkit.training.sharding import check_launch
 
 
@@ -152,88 +144,3 @@ def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]
 
     set_seed(cfg.seed)
     return run
-
-
-def check_output_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
-    """(output dir, checkpoint to resume from), refusing to mix two runs in one directory.
-
-    Read-only, so every process can run it (they agree) before the main process changes anything
-    in `_prepare_output_dir`.
-    """
-    out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output-dir: {out} exists and is not a directory")
-    checkpoints = list_checkpoints(out)
-    finished = (out / "eval.json").is_file() or (out / "config.json").is_file() or is_adapter_dir(out)
-    has_run = finished or bool(checkpoints) or (out / "metrics.jsonl").is_file()
-    resume_from: Path | None = None
-    if cfg.resume and cfg.resume != "latest":
-        resume_from = Path(cfg.resume)
-        if not (resume_from / STATE_FILE).is_file():
-            raise UsageError(f"--resume: {resume_from} is not a complete rewardkit checkpoint (no {STATE_FILE})")
-        if has_run and resume_from.resolve().parent != out.resolve():
-            raise UsageError(f"--output-dir: {out} already holds another run; to continue {resume_from} "
-                             "there, choose an empty --output-dir")
-    elif cfg.resume:
-        if (out / "eval.json").is_file():
-            raise UsageError(f"--resume: {out} holds a finished run; nothing to resume "
-                             "(pass --overwrite instead of --resume to train again)")
-        resume_from = latest_checkpoint(out)
-    elif not cfg.overwrite and has_run:
-        if checkpoints and not (out / "eval.json").is_file():
-            what = f"an unfinished run (newest checkpoint {checkpoints[-1][1].name}); pass --resume to continue it,"
-        elif finished:
-            what = "a trained model; pass"
-        else:
-            what = "an earlier run (metrics.jsonl); pass"
-        raise UsageError(f"--output-dir: {out} already holds {what} --overwrite to replace it, "
-                         "or choose another directory")
-    return out, resume_from
-
-
-
-def prepare_output_dir(cfg: TrainConfig, out: Path) -> None:
-    """Create the directory, prove it writable, and clear what the new run must not inherit."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".rewardkit-write-test"
-        probe.write_text("")
-        probe.unlink()
-        remove_stale(out)
-        if cfg.overwrite:  # stale checkpoints would otherwise mix into this run's --resume
-            for _, old in list_checkpoints(out):
-                shutil.rmtree(old)
-            shutil.rmtree(out / "merged", ignore_errors=True)  # an earlier LoRA run's --merge output
-        (out / "eval.json").unlink(missing_ok=True)  # the run is unfinished until it is rewritten
-    except OSError as e:
-        raise UsageError(f"--output-dir: cannot write to {out}: {e.strerror}") from None
-
-
-
-class MetricsLog:
-    """Append-only ``metrics.jsonl``: one JSON object per logged event."""
-
-    def __init__(self, path: Path, enabled: bool, tracker: Any = None):
-        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --report-to (tracking.py)
-
-    def write(self, **record: Any) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if self.tracker is not None:
-                self.tracker.log(record)
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (and a line cut short by a kill) before a resumed run appends."""
-        if not self.enabled or not self.path.is_file():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line + "\n")
-            except json.JSONDecodeError:
-                continue
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)

@@ -1,6 +1,7 @@
-"""Experiment tracking (``--report-to``) through accelerate's trackers.
+"""Where a run's numbers go: ``metrics.jsonl`` always, and ``--report-to`` trackers through accelerate.
 
-rewardkit always writes ``metrics.jsonl``; ``--report-to tensorboard,wandb,trackio,mlflow`` (comma
+`MetricsLog` appends one JSON object per train or eval record to ``OUTPUT_DIR/metrics.jsonl``;
+``--report-to tensorboard,wandb,trackio,mlflow`` (comma
 separated or repeated) sends the same records to those trackers as well: every ``train`` and
 ``eval`` record becomes scalars ``train/loss``, ``eval/accuracy``, ... at the record's optimizer
 step, and the run's configuration is stored as the run's hyperparameters. The trackers are
@@ -18,7 +19,9 @@ install), raised before any data is read or any model loaded.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -162,3 +165,32 @@ def finish(accelerator: Any) -> None:
     accelerator.trackers = []
     for tracker in trackers:
         tracker.finish()
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``: one JSON object per logged event."""
+
+    def __init__(self, path: Path, enabled: bool, tracker: Any = None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --report-to (`Tracker`)
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.tracker is not None:
+                self.tracker.log(record)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (and a line cut short by a kill) before a resumed run appends."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line + "\n")
+            except json.JSONDecodeError:
+                continue
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)

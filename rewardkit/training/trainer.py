@@ -49,22 +49,16 @@ from rewardkit.model.net import RewardNet, compute_rewards
 from rewardkit.model.precision import resolve_precision
 from rewardkit.model.prefix_sharing import resolve_prefix_sharing
 from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
-from rewardkit.training.checkpoints import (
-    StopSignals,
-    TrainState,
-    all_finite,
-    check_resume_data,
-    data_fingerprint,
-    describe_os_error,
-    legacy_data_fingerprint,
-    load_checkpoint,
-    save_checkpoint,
-    save_trainable_only,
-)
+from rewardkit.model.lora import save_trainable_only
+from rewardkit.training.checkpoints import describe_os_error, load_checkpoint, save_checkpoint
+from rewardkit.training.divergence import all_finite
+from rewardkit.training.resume import check_resume_data, data_fingerprint, legacy_data_fingerprint, TrainState
+from rewardkit.training.signals import StopSignals
 from rewardkit.training.losses import batch_loss, loss_denominator
 from rewardkit.training.objectives.regression import train_regression
 from rewardkit.training.sharding import configure_deepspeed, full_weights
-from rewardkit.training.startup import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
+from rewardkit.training.startup import fresh_accelerate_state, Run, run_device_type, start_run
+from rewardkit.training.tracking import MetricsLog
 from rewardkit.training.tracking import accelerator_kwargs, finishing, start_trackers
 from rewardkit.version import __version__
 

@@ -267,7 +267,7 @@ def test_hh_prompt_split_fast_path_matches_the_common_prefix_rule() -> None:
 def test_data_fingerprint_is_the_same_for_a_list_and_a_set_and_old_checkpoints_still_resume(
         encoders: dict[str, Encoder]) -> None:
     from rewardkit.errors import UsageError
-    from rewardkit.training.checkpoints import check_resume_data, data_fingerprint, legacy_data_fingerprint
+    from rewardkit.training.resume import check_resume_data, data_fingerprint, legacy_data_fingerprint
 
     enc = encoders["bert"]
     comps = _varied()

@@ -16,16 +16,10 @@ from conftest import pairs_records, write_jsonl
 
 from rewardkit.config import TrainConfig, to_dict
 from rewardkit.errors import TrainingDiverged, TrainingInterrupted, UsageError
-from rewardkit.training.checkpoints import (
-    STATE_FILE,
-    StopSignals,
-    check_compatible,
-    latest_checkpoint,
-    list_checkpoints,
-    remove_stale,
-    save_checkpoint,
-)
-from rewardkit.training.startup import MetricsLog
+from rewardkit.training.checkpoints import latest_checkpoint, list_checkpoints, remove_stale, save_checkpoint, STATE_FILE
+from rewardkit.training.resume import check_compatible
+from rewardkit.training.signals import StopSignals
+from rewardkit.training.tracking import MetricsLog
 from rewardkit.training.trainer import train
 
 

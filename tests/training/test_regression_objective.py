@@ -221,7 +221,7 @@ def test_sigterm_checkpoint_and_resume_match_an_uninterrupted_run(bert_dir: Path
 
     from rewardkit.errors import TrainingInterrupted
     from rewardkit.training.export import export
-    from rewardkit.training.startup import MetricsLog
+    from rewardkit.training.tracking import MetricsLog
 
     data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
     kw = dict(epochs=2, save_steps=2, save_total_limit=0, logging_steps=1, eval_steps=2)

@@ -29,7 +29,7 @@ from conftest import pairs_records, write_jsonl
 
 from rewardkit import RewardModel, TrainConfig, train
 from rewardkit.data.records import Comparison
-from rewardkit.training.checkpoints import STATE_FILE, list_checkpoints
+from rewardkit.training.checkpoints import list_checkpoints, STATE_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "tests" / "cpu_sharded_launch.py"

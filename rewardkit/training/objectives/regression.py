@@ -59,17 +59,14 @@ from rewardkit.model.batching import Batch, collate_for
 from rewardkit.model.lora import apply_lora
 from rewardkit.model.net import RewardNet, compute_rewards, score_encoded
 from rewardkit.model.precision import resolve_precision
-from rewardkit.training.checkpoints import (
-    StopSignals,
-    all_finite,
-    check_resume_data,
-    data_fingerprint,
-    load_checkpoint,
-    save_checkpoint,
-    save_trainable_only,
-)
+from rewardkit.model.lora import save_trainable_only
+from rewardkit.training.checkpoints import load_checkpoint, save_checkpoint
+from rewardkit.training.divergence import all_finite
+from rewardkit.training.resume import check_resume_data, data_fingerprint
+from rewardkit.training.signals import StopSignals
 from rewardkit.training.losses import combined_reward, regression_loss
-from rewardkit.training.startup import MetricsLog, Run, fresh_accelerate_state, run_device_type, start_run
+from rewardkit.training.startup import fresh_accelerate_state, Run, run_device_type, start_run
+from rewardkit.training.tracking import MetricsLog
 from rewardkit.training.tracking import accelerator_kwargs, finishing, start_trackers
 from rewardkit.version import __version__
 

@@ -1,0 +1,51 @@
+"""The one divergence check: a non-finite loss, gradient or weight stops the run before it does harm.
+
+Where the update is still ahead (every mode but DeepSpeed), the step's losses and gradient norm are
+checked after the backward passes and before ``optimizer.step()``, so a run stops *before* applying
+a bad update. DeepSpeed steps inside ``backward``, so there the loss is checked before the backward
+(the update never starts), and the gradient norm DeepSpeed reports afterwards stops the run before
+anything of it is saved. Every check is reduced over processes, so all of them stop together (a
+process that stopped alone would leave the others waiting in a collective) and, under ZeRO-3 or FSDP
+where each process holds a slice of the weights, the verdict covers all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+
+from rewardkit.errors import TrainingDiverged
+
+
+def all_finite(params: Iterable[torch.Tensor]) -> bool:
+    """True when no tensor holds NaN or inf (checked before anything is saved)."""
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def check_step(run: Any, step: int, losses: list[float], grad_norm: float, signalled: bool,
+               before_update: bool = True) -> bool:
+    """Raise TrainingDiverged, on every process, for a non-finite loss or gradient norm on any process;
+    otherwise return whether any process was asked to stop (SIGINT/SIGTERM).
+
+    ``before_update`` says whether the optimizer has yet to apply this step (the message says so).
+    """
+    bad_loss = next((x for x in losses if not math.isfinite(x)), None)
+    bad = run.reduce_sum([float(bad_loss is not None), float(not math.isfinite(grad_norm)), float(signalled)])
+    if bad[0] or bad[1]:
+        what = "loss" if bad[0] else "gradient"
+        shown = losses[-1] if bad_loss is None else bad_loss
+        when = ("stopped before applying the update" if before_update else
+                "DeepSpeed applied the update inside backward; nothing of it was saved")
+        raise TrainingDiverged(
+            f"step {step}: non-finite {what} (loss {shown:.4g}, gradient norm {grad_norm:.4g}); {when} and no final "
+            f"model was written; {run.last_good()}. Lower --lr (now {run.cfg.lr:g}), keep --max-grad-norm on, "
+            "or try --precision fp32.")
+    return bool(bad[2])
+
+
+def check_weights(run: Any, params: Iterable[torch.Tensor], what: str) -> None:
+    """Raise TrainingDiverged on every process when any process's (slice of the) weights is non-finite."""
+    if run.any(not all_finite(params)):
+        raise TrainingDiverged(f"{what}: the weights hold NaN/inf; {run.last_good()}")
