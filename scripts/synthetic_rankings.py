@@ -112,7 +112,7 @@ def run(model: str, workdir: Path, n_train: int = 400, n_test: int = 100, k: int
     from rewardkit.config import TrainConfig
     from rewardkit.data.loading import load_comparisons
     from rewardkit.model.reward_model import RewardModel
-    from rewardkit.training.trainer import train  # not `from rewardkit import train`: that yields the submodule
+    from rewardkit import train
 
     train_file = write_jsonl(workdir / "train.jsonl", make_rankings(n_train, k, seed, beta))
     test_file = write_jsonl(workdir / "test.jsonl", make_rankings(n_test, k, seed + 1, None))

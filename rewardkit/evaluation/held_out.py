@@ -1,7 +1,8 @@
-"""Evaluate a network on comparisons while it trains: score them (sharded across processes), measure.
+"""Score held-out data with the network being trained, sharded across processes, and measure it.
 
-The numbers themselves are pure functions of the rewards (`rewardkit.evaluation.metrics`); this module runs
-the network to get the rewards. ``rewardkit eval`` scores through `rewardkit.model.reward_model` instead.
+The numbers themselves are pure functions of the rewards (`rewardkit.evaluation.metrics`); this
+module runs the network to get them. ``rewardkit eval`` scores through
+`rewardkit.model.reward_model` instead.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from rewardkit.evaluation.metrics import pair_metrics, pairs_of
 from rewardkit.model.net import score_encoded
 
 
-def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Sequence[Encoded], pad_id: int,
-                 batch_size: int, accelerator: Any, share_prefix: bool = False
-                 ) -> tuple[dict[str, Any], list[list[float]]]:
-    """Score the eval set (sharded across processes) and compute metrics on the main process."""
+def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
+                  share_prefix: bool = False) -> list[list[Any]]:
+    """The head's outputs for every response of every item, in input order, on every process.
+
+    Each process scores every ``world``-th item; the results are gathered. One output is a float
+    (a 1-output head) or a list of K floats (one per rated attribute).
+    """
     from accelerate.utils import gather_object
 
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -32,12 +36,19 @@ def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Seq
     was_training = net.training
     net.eval()
     with accelerator.autocast():
-        rewards = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device,
+        outputs = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device,
                                 share_prefix=share_prefix)
     net.train(was_training)
-    pairs = list(zip(mine, rewards))
+    pairs = list(zip(mine, outputs))
     if world > 1:
         pairs = gather_object(pairs)
     by_index = dict(pairs)
-    all_rewards = [by_index[i] for i in range(len(encoded))]
-    return pair_metrics(pairs_of(comps, all_rewards)), all_rewards
+    return [by_index[i] for i in range(len(encoded))]
+
+
+def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Sequence[Encoded], pad_id: int,
+                 batch_size: int, accelerator: Any, share_prefix: bool = False
+                 ) -> tuple[dict[str, Any], list[list[float]]]:
+    """Pairwise metrics of the held-out comparisons (`score_sharded`), and their rewards."""
+    rewards = score_sharded(net, encoded, pad_id, batch_size, accelerator, share_prefix)
+    return pair_metrics(pairs_of(comps, rewards)), rewards

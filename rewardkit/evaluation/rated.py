@@ -18,9 +18,9 @@ from rewardkit.data.attributes.table import AttributeOptions, load_attribute_tab
 from rewardkit.data.ratings import RatingOptions
 from rewardkit.data.readers import iter_rows
 from rewardkit.data.records import describe_problems
-from rewardkit.evaluation.rating_metrics import regression_metrics
+from rewardkit.evaluation.rating_metrics import pair_rewards_from, regression_metrics
 from rewardkit.model.artifacts import read_meta
-from rewardkit.training.objectives.regression import pair_rewards_from
+
 
 
 def _is_attribute_table(path: str, attributes: list[str]) -> bool:

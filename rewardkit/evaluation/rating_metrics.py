@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from rewardkit.data.records import Comparison, text_key
+
 
 def average_ranks(xs: Sequence[float]) -> list[float]:
     """1-based ranks, tied values sharing the mean of the ranks they span: [10, 20, 20, 5] -> [2, 3.5, 3.5, 1]."""
@@ -136,3 +138,15 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         for key in ("rmse", "pearson", "spearman"):
             out[f"{key}/{name}"] = m.get(key)
     return out
+
+
+def pair_rewards_from(records: Sequence[Any], combined: Sequence[float], pairs: Sequence[Comparison]
+                      ) -> list[tuple[float, float]]:
+    """(better, worse) predicted combined rewards of ``pairs``, looked up from the scored rated rows
+    (`RatedResponse`s; a response rated twice: the mean), so pairs need no second forward pass."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for r, c in zip(records, combined):
+        sums.setdefault((r.prompt_key(), text_key(r.response)), []).append(c)
+    mean = {k: sum(v) / len(v) for k, v in sums.items()}
+    return [(mean[(c.prompt_key(), text_key(c.responses[0]))], mean[(c.prompt_key(), text_key(c.responses[-1]))])
+            for c in pairs]

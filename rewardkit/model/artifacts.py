@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from rewardkit.errors import UsageError
+from rewardkit.version import __version__
 from rewardkit.model.attribute_head import fold_output_layer, head_config
 from rewardkit.model.backbone import unwrap
 
@@ -34,6 +35,13 @@ META_FILE = "rewardkit.json"
 # Files of a finished model, full or LoRA.
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ADAPTER_CONFIG,
                "adapter_model.safetensors", META_FILE)
+
+
+def model_meta(max_length: int, loss: str, **extra: Any) -> dict[str, Any]:
+    """What ``config.rewardkit`` (``rewardkit.json`` for adapters) holds: the rewardkit version, the max
+    length and loss trained with, then ``extra`` (reward statistics, a regression head's attributes,
+    the checkpoint an export came from)."""
+    return {"version": __version__, "max_length": max_length, "loss": loss, **extra}
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -196,9 +196,23 @@ def output_layer(model: nn.Module) -> nn.Linear:
     raise UsageError(f"{type(inner).__name__}: cannot find the output layer with {k} outputs")
 
 
-def fold_output_layer(model: nn.Module, offset: Sequence[float], scale: Sequence[float]) -> None:
-    """Rewrite the output layer so the model's logits are ratings in original units (`fold_scaling`)."""
+def fold_output_layer(model: nn.Module, offset: Sequence[float], scale: Sequence[float],
+                      weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Rewrite the output layer so the model's logits are ratings in original units (`fold_scaling`).
+
+    ``weights``: a sharded run's gathered full state dict (keys as in ``model``), rewritten instead
+    of the live module, whose parameters are each process's shards.
+    """
     layer = output_layer(model)
+    if weights is not None:
+        name = next(n for n, m in model.named_modules() if m is layer)
+        keys = [f"{name}.weight", f"{name}.bias" if layer.bias is not None else None]
+        w, b = fold_scaling(weights[keys[0]], weights[keys[1]] if keys[1] else None,
+                            torch.tensor(list(offset)), torch.tensor(list(scale)))
+        weights[keys[0]] = w
+        if keys[1]:
+            weights[keys[1]] = b
+        return
     w, b = fold_scaling(layer.weight.data, None if layer.bias is None else layer.bias.data,
                         torch.tensor(list(offset)), torch.tensor(list(scale)))
     layer.weight.data.copy_(w)

@@ -64,6 +64,8 @@ class Batch:
     pair_worse: torch.Tensor  # [P]
     pair_margin: torch.Tensor  # [P]
     pair_weight: torch.Tensor  # [P]
+    targets: torch.Tensor | None = None  # [N, K] per-response targets (regression objectives), else None
+    target_mask: torch.Tensor | None = None  # [N, K] which targets exist
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))

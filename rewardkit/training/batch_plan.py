@@ -33,6 +33,8 @@ from rewardkit.model.batching import length_grouped_batches
 # Padded tokens per forward/backward pass on CPU (--pass-tokens): 16 pairs of 512 tokens would keep
 # ~3 GB of MiniLM activations alive at once; 8192 halves that and costs <1% more padding on hh-rlhf.
 CPU_PASS_TOKENS = 8192
+# Length grouping sorts this many micro-batches' worth of comparisons by length before cutting them.
+LENGTH_BUCKET_BATCHES = 50
 
 
 def resolve_pass_tokens(setting: int | None, device: torch.device, deepspeed: bool) -> int:
@@ -65,12 +67,13 @@ def plan_rounds(batches: list[list[int]], world: int) -> list[list[list[int]]]:
 
 
 def plan_micro_batches(prompt_groups: list[list[int]], lengths: list[int], batch_size: int, epochs: float, seed: int,
-                  world: int) -> list[list[list[int]]]:
+                       world: int, length_grouped: bool = True) -> list[list[list[int]]]:
     """Every micro-batch of the run: rounds of one micro-batch (comparison indices) per process.
 
     Micro-batches hold ``batch_size`` prompt groups each and never split one (see the module doc),
     so a prompt's pair weights sum to 1 inside its micro-batch. A group's length is its longest
-    member's.
+    member's. ``length_grouped`` False draws every micro-batch at random instead (buckets of one
+    batch), for objectives whose targets follow length.
     """
     group_lengths = [lengths[g[0]] if len(g) == 1 else max(lengths[i] for i in g) for g in prompt_groups]
     per_epoch = math.ceil(len(prompt_groups) / batch_size)
@@ -78,7 +81,8 @@ def plan_micro_batches(prompt_groups: list[list[int]], lengths: list[int], batch
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < micro_total:
-        batches += length_grouped_batches(group_lengths, batch_size, seed + epoch)
+        batches += length_grouped_batches(group_lengths, batch_size, seed + epoch,
+                                          LENGTH_BUCKET_BATCHES if length_grouped else 1)
         epoch += 1
     return [[[i for g in batch for i in prompt_groups[g]] for batch in rnd]
             for rnd in plan_rounds(batches[:micro_total], world)]
@@ -136,13 +140,13 @@ class TrainingPlan:
     @classmethod
     def build(cls, encoded: Sequence[Encoded], prompt_groups: list[list[int]], *, batch_size: int,
               epochs: float, seed: int, world: int, grad_accum: int, share_prefix: bool,
-              pass_tokens: int) -> "TrainingPlan":
+              pass_tokens: int, length_grouped: bool = True) -> "TrainingPlan":
         widths = widths_of(encoded, share_prefix)
         prompt_of = [0] * len(encoded)
         for g, members in enumerate(prompt_groups):
             for i in members:
                 prompt_of[i] = g
-        rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world)
+        rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world, length_grouped)
         rows = rows_of(encoded, share_prefix)
         return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens)
 

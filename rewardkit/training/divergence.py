@@ -45,7 +45,7 @@ def check_step(run: Any, step: int, losses: list[float], grad_norm: float, signa
     return bool(bad[2])
 
 
-def check_weights(run: Any, params: Iterable[torch.Tensor], what: str) -> None:
+def check_weights(run: Any, params: Iterable[torch.Tensor], what: str, consequence: str) -> None:
     """Raise TrainingDiverged on every process when any process's (slice of the) weights is non-finite."""
     if run.any(not all_finite(params)):
-        raise TrainingDiverged(f"{what}: the weights hold NaN/inf; {run.last_good()}")
+        raise TrainingDiverged(f"{what}: the weights hold NaN/inf; {consequence}; {run.last_good()}")

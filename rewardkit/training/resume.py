@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -82,39 +82,48 @@ def legacy_data_fingerprint(train_enc: Sequence[Encoded], eval_enc: Sequence[Enc
 class TrainState:
     """Where a run stands: exactly what ``trainer_state.json`` holds beside accelerate's files.
 
-    ``loss_sum``/``acc_sum``/``micro_batches`` accumulate the micro-batch losses and accuracies
-    since the last logged step; a resumed run continues the same sums.
+    ``seen`` counts the training items of the steps taken (``<unit>_seen``: pairs, rows). ``sums``
+    adds up each logged value (``names``: loss, accuracy, ...) over the micro-batches since the last
+    logged step, ``micro_batches`` counts them; a resumed run continues the same sums.
     """
 
+    names: tuple[str, ...] = ("loss",)
+    unit: str = "pairs"
     step: int = 0
-    pairs_seen: int = 0
-    loss_sum: float = 0.0
-    acc_sum: float = 0.0
+    seen: int = 0
+    sums: list[float] = field(default_factory=list)
     micro_batches: float = 0.0
 
-    def record(self, losses: list[float], accuracies: list[float], pairs: int) -> None:
-        """One optimizer step: its micro-batches' losses and accuracies, and the pairs it saw."""
+    def __post_init__(self) -> None:
+        self.sums = list(self.sums) or [0.0] * len(self.names)
+
+    def record(self, values: list[dict[str, float]], seen: int) -> None:
+        """One optimizer step: the logged values of each of its micro-batches, and the items it saw."""
         self.step += 1
-        self.pairs_seen += pairs
-        self.loss_sum += sum(losses)
-        self.acc_sum += sum(accuracies)
-        self.micro_batches += len(losses)
+        self.seen += seen
+        self.sums = [total + sum(v[name] for v in values) for total, name in zip(self.sums, self.names)]
+        self.micro_batches += len(values)
 
     @property
     def running(self) -> list[float]:
-        return [self.loss_sum, self.acc_sum, self.micro_batches]
+        """The sums, then the micro-batch count: what a log row averages and a checkpoint keeps."""
+        return [*self.sums, self.micro_batches]
 
     def reset_running(self) -> None:
-        self.loss_sum = self.acc_sum = self.micro_batches = 0.0
+        self.sums, self.micro_batches = [0.0] * len(self.names), 0.0
 
     def to_json(self, running: list[float], **run: Any) -> dict[str, Any]:
-        """The trainer state file: this state (``running`` summed over processes) plus the run's facts."""
-        return {"step": self.step, "total_steps": run["total_steps"], "pairs_seen": self.pairs_seen,
+        """The trainer state file: this state (``running`` summed over processes), the run's facts
+        (``total_steps``, ``num_processes``, ``fingerprint``, ``config``) and any ``extra`` fields."""
+        return {"step": self.step, "total_steps": run["total_steps"], f"{self.unit}_seen": self.seen,
                 "running": running, "num_processes": run["num_processes"], "fingerprint": run["fingerprint"],
-                "version": __version__, "config": run["config"]}
+                "version": __version__, "config": run["config"], **run.get("extra", {})}
 
     @classmethod
-    def from_json(cls, saved: dict[str, Any], with_running: bool) -> "TrainState":
+    def from_json(cls, saved: dict[str, Any], names: tuple[str, ...], unit: str, with_running: bool) -> "TrainState":
         """The state of a checkpoint; ``with_running`` on the main process only (the sums were reduced)."""
-        loss, acc, count = (float(x) for x in saved["running"]) if with_running else (0.0, 0.0, 0.0)
-        return cls(int(saved["step"]), int(saved["pairs_seen"]), loss, acc, count)
+        state = cls(names, unit, int(saved["step"]), int(saved[f"{unit}_seen"]))
+        if with_running:
+            *sums, state.micro_batches = (float(x) for x in saved["running"])
+            state.sums = sums
+        return state

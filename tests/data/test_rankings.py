@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -194,25 +193,23 @@ def test_plan_training_keeps_prompt_groups_whole() -> None:
 def test_training_batches_hold_whole_prompts_with_unit_weight(tmp_path: Path, bert_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """--loss bt --balance-per-prompt: every batch holds whole prompt groups; weights sum to 1 per prompt."""
-    import rewardkit.training.trainer  # noqa: F401  (the module, not the function `rewardkit.training.trainer`)
-
-    train_mod = sys.modules["rewardkit.training.trainer"]
-    from rewardkit.config import TrainConfig
+    from rewardkit import TrainConfig, train
+    from rewardkit.training.objectives import pairwise as pairwise_mod
 
     seen: list[tuple[list[int], list[int], torch.Tensor]] = []
-    real_collate = train_mod.collate_for
+    real_collate = pairwise_mod.collate_for
 
     def spy(items, pad_id, share, **kw):  # type: ignore[no-untyped-def]
         batch = real_collate(items, pad_id, share, **kw)
         seen.append(([len(e.input_ids) for e in items], list(kw["prompt_ids"]), batch.pair_weight.clone()))
         return batch
 
-    monkeypatch.setattr(train_mod, "collate_for", spy)
+    monkeypatch.setattr(pairwise_mod, "collate_for", spy)
     data = write_jsonl(tmp_path / "pairs.jsonl", _shared_prompt_pairs())
     cfg = TrainConfig(model=str(bert_dir), train_data=str(data), eval_split=0.0, batch_size=3, epochs=2,
                       loss="bt", balance_per_prompt=True, output_dir=str(tmp_path / "out"), max_length=64,
                       precision="fp32")
-    train_mod.train(cfg, log=lambda _m: None)
+    train(cfg, log=lambda _m: None)
     comps = [c for r in _shared_prompt_pairs() for c in parse_record(r)]
     size_of_group = {}
     for u, members in enumerate(group_by_prompt(comps)):

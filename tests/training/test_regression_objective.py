@@ -171,29 +171,36 @@ def test_lora_regression_adapter_and_merge(bert_dir: Path, tmp_path: Path) -> No
 def test_rated_loss_empty_terms_are_zero_not_nan() -> None:
     """bt+regression batches may hold only pairs (no targets) or only rows (no pairs): both finite."""
     from rewardkit.model.attribute_head import Scaling
-    from rewardkit.training.objectives.regression import RatedData, rated_loss
+    from rewardkit.training.objectives.regression import RegressionObjective
 
-    data = RatedData(ATTRS, [0.5, 0.5], [], [], [], [], 0, [(0.0, 4.0)] * 2, Scaling("range", [0.0, 0.0], [4.0, 4.0]))
     cfg = TrainConfig(objective="bt+regression", train_data="x.csv", score_column="helpfulness,verbosity")
+    objective = RegressionObjective(cfg)
+    objective.attributes, objective.weights = ATTRS, [0.5, 0.5]
+    objective.scaling = Scaling("range", [0.0, 0.0], [4.0, 4.0])
     out = torch.randn(2, 2, requires_grad=True)
 
     class PairBatch:  # the two responses of one pair, no rated row
         pair_better, pair_worse = torch.tensor([0]), torch.tensor([1])
         pair_margin, pair_weight = torch.tensor([0.0]), torch.tensor([1.0])
+        targets, target_mask = torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool)
 
-    loss, reg, bt = rated_loss(out, PairBatch(), torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool), cfg, data)
-    assert reg == 0.0 and bt > 0 and torch.isfinite(loss)
+    terms = objective.loss(out, PairBatch())
+    assert terms["regression_loss"].item() == 0.0 and terms["pairwise_loss"].item() > 0
+    loss = terms["regression_loss"] + terms["pairwise_loss"]
+    assert torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+
+    mask = torch.tensor([[True, False], [True, True]])
 
     class RowBatch:  # rated rows only
         pair_better = pair_worse = torch.tensor([], dtype=torch.long)
         pair_margin = pair_weight = torch.tensor([])
+        targets, target_mask = torch.full((2, 2), float("nan")).where(~mask, 0.5), mask
 
-    mask = torch.tensor([[True, False], [True, True]])
-    loss, reg, bt = rated_loss(out.detach(), RowBatch(), torch.full((2, 2), float("nan")).where(~mask, 0.5), mask,
-                               cfg, data)
-    assert bt == 0.0 and reg > 0 and torch.isfinite(loss)
+    terms = objective.loss(out.detach(), RowBatch())
+    assert terms["pairwise_loss"].item() == 0.0 and terms["regression_loss"].item() > 0
+    assert all(torch.isfinite(t) for t in terms.values())
 
 
 def test_eval_text_output(trained: tuple[Path, Path], tmp_path: Path) -> None:

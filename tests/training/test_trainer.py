@@ -105,7 +105,8 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
     from rewardkit.model.batching import collate_for
     from rewardkit.model.net import RewardNet
     from rewardkit.training.batch_plan import split_into_passes
-    from rewardkit.training.trainer import backward_passes
+    from rewardkit.training.loop import backward_passes
+    from rewardkit.training.objectives.pairwise import PairwiseObjective
 
     model, tok = load_backbone(str(bert_dir))
     enc = make_encoder(model, tok, 64)
@@ -122,8 +123,8 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
         batches = [collate_for([items[i] for i in p], tok.pad_token_id, False, use_margin=True,
                                balance_per_prompt=cfg.balance_per_prompt, prompt_ids=[groups[i] for i in p])
                    for p in parts]
-        loss, acc = backward_passes(net, batches, cfg, lambda t: t.backward(), 0.5)
-        return loss, acc, [p.grad.clone() for p in net.parameters() if p.grad is not None]
+        values = backward_passes(PairwiseObjective(cfg), net, batches, lambda t: t.backward(), 0.5)
+        return values["loss"], values["accuracy"], [p.grad.clone() for p in net.parameters() if p.grad is not None]
 
     widths = [e.longest for e in items]
     rows = [len(e.input_ids) for e in items]
