@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.resources
 import itertools
 import random
 import re
@@ -174,4 +175,4 @@ def group_by_prompt(comparisons: list[Comparison]) -> list[list[int]]:
 
 def bundled_sample() -> str:
     """Path of the hh-rlhf sample shipped for the quickstart (MIT, licence beside it)."""
-    return str(Path(__file__).parent / "assets" / "hh_rlhf_harmless_sample.jsonl.gz")
+    return str(importlib.resources.files("rewardkit") / "assets" / "hh_rlhf_harmless_sample.jsonl.gz")

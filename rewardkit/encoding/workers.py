@@ -103,7 +103,7 @@ class _Worker:
     """One worker interpreter, a thread writing its chunks and a thread reading its answers."""
 
     def __init__(self, encoder: Encoder, chunks: Iterable[Texts]):
-        root = str(Path(__file__).resolve().parents[1])  # importable from a source checkout too
+        root = str(Path(__file__).resolve().parents[2])  # rewardkit importable from a source checkout too
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",  # one process per core already
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(

@@ -157,3 +157,15 @@ def test_split_is_prompt_disjoint_and_seeded() -> None:
 def test_real_hh_rlhf_file_loads_every_pair(shared_hh: Path) -> None:
     loaded = load_comparisons(str(shared_hh))
     assert len(loaded.comparisons) == 1849 and not loaded.problems
+
+
+def test_bundled_sample_ships_with_its_licence() -> None:
+    """The quickstart's data: 600 hh-rlhf pairs inside the package, the MIT licence beside them."""
+    from pathlib import Path
+
+    from rewardkit.data.loading import bundled_sample, load_comparisons
+
+    path = Path(bundled_sample())
+    assert path.is_file() and (path.parent / "LICENSE.hh-rlhf").is_file()
+    loaded = load_comparisons(str(path))
+    assert len(loaded.comparisons) == 600 and not loaded.problems
