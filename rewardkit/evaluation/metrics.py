@@ -24,6 +24,17 @@ CALIBRATION_BINS = 10
 Sections = dict[str, dict[str, float] | list[str]]  # section -> {subset: weight} or [subset, ...]
 
 
+def format_metric(key: str, value: Any) -> str:
+    """A metric for people: accuracies and rates as percentages, other floats to 4 significant digits
+    (an untrained model's margins are ~1e-6, not "0.0000"), None and NaN as "n/a". Reports and model
+    cards show numbers this one way."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.2%}" if key.endswith("_rate") or key.startswith("accuracy") else f"{value:.4g}"
+    return str(value)
+
+
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))

@@ -143,21 +143,14 @@ def write_attribute_report(out_dir: str | Path, metrics: dict[str, Any], pred: S
                            title: str = "Reward model evaluation", details: dict[str, str] | None = None) -> Path:
     """A regression model's page: report.html (the attribute table and scatters, with the pairwise
     report's stylesheet), one PNG per attribute and metrics.json; returns report.html's path."""
-    import datetime
     import json
 
-    from rewardkit.evaluation.report import _CSS
-    from rewardkit.version import __version__
+    from rewardkit.evaluation.report import html_page
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_attribute_plots(out, pred, true, attributes, metrics.get("attributes"))
-    facts = [f"{html.escape(k)}: {html.escape(v)}" for k, v in (details or {}).items()]
-    facts.append(f"written {datetime.datetime.now().isoformat(timespec='seconds')} by rewardkit "
-                 f"{html.escape(__version__)}")
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}"
-            f"</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p class=\"meta\">{'<br>'.join(facts)}</p>\n{attribute_html(metrics, plots)}\n</body>\n</html>\n")
+    page = html_page(title, details or {}, [attribute_html(metrics, plots)])
     (out / "report.html").write_text(page)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return out / "report.html"

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from rewardkit.data.records import Comparison, Text
 from rewardkit.encoding.encoder import render_plain
-from rewardkit.evaluation.metrics import calibration_data, pair_metrics, pairs_of, reliability
+from rewardkit.evaluation.metrics import calibration_data, format_metric, pair_metrics, pairs_of, reliability
 
 PLOTS = {
     "rewards.png": "Reward distributions, chosen vs rejected",
@@ -146,17 +146,6 @@ def plot_length_bias(path: Path, length_diff: Sequence[float], margins: Sequence
 # --------------------------------------------------------------------------------------- page
 
 
-def _fmt(key: str, v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        if key.endswith("_rate") or key.startswith("accuracy"):
-            return f"{v:.2%}"
-        return f"{v:.4g}"  # significant digits: an untrained model's margins are ~1e-6, not "0.0000"
-    return html.escape(str(v))
-
 
 def _snippet(t: Text, tail: bool = False) -> str:
     """Plain text of a prompt or response, cut to SNIPPET_CHARS (a prompt keeps its end)."""
@@ -192,34 +181,43 @@ figcaption { color: #555; font-size: 0.88rem; max-width: 704px; }
 """
 
 
-def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison, int, int]], title: str,
-                details: dict[str, str]) -> str:
-    """The page itself: headline metrics, subsets and sections, the three plots, confident mistakes."""
+def html_page(title: str, details: dict[str, str], body: list[str]) -> str:
+    """A self-contained report page: the stylesheet, the title, the run's details and ``body``'s parts.
+    Shared by the pairwise report and the regression one (`rewardkit.evaluation.rating_report`)."""
     from rewardkit.version import __version__
 
     esc = html.escape
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-             f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>"]
     facts = [f"{esc(k)}: {esc(v)}" for k, v in details.items()]
     facts.append(f"written {datetime.datetime.now().isoformat(timespec='seconds')} by rewardkit {esc(__version__)}")
-    parts.append(f"<p class=\"meta\">{'<br>'.join(facts)}</p>")
+    return "\n".join([f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                      f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>",
+                      f"<p class=\"meta\">{'<br>'.join(facts)}</p>", *body, "</body>\n</html>\n"])
 
-    parts.append("<h2>Metrics</h2>\n<table>")
+
+def _cell(key: str, v: Any) -> str:
+    return html.escape(format_metric(key, v))
+
+
+def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison, int, int]], title: str,
+                details: dict[str, str]) -> str:
+    """The page itself: headline metrics, subsets and sections, the three plots, confident mistakes."""
+    esc = html.escape
+    parts = ["<h2>Metrics</h2>\n<table>"]
     for key, label, note in METRIC_ROWS:
         if key in metrics:
-            parts.append(f"<tr><th>{esc(label)}</th><td class=\"num\">{_fmt(key, metrics[key])}</td>"
+            parts.append(f"<tr><th>{esc(label)}</th><td class=\"num\">{_cell(key, metrics[key])}</td>"
                          f"<td class=\"note\">{esc(note)}</td></tr>")
     parts.append("</table>")
     if metrics.get("subsets"):
         parts.append("<h2>Subsets</h2>\n<table><tr><th>subset</th><th>accuracy</th><th>pairs</th></tr>")
         for name, s in metrics["subsets"].items():
-            parts.append(f"<tr><td>{esc(name)}</td><td class=\"num\">{_fmt('accuracy', s['accuracy'])}</td>"
+            parts.append(f"<tr><td>{esc(name)}</td><td class=\"num\">{_cell('accuracy', s['accuracy'])}</td>"
                          f"<td class=\"num\">{s['pairs']}</td></tr>")
         parts.append("</table>")
     if metrics.get("sections"):
         parts.append("<h2>Sections (weighted subset accuracy)</h2>\n<table><tr><th>section</th><th>score</th></tr>")
         for name, v in metrics["sections"].items():
-            parts.append(f"<tr><td>{esc(name)}</td><td class=\"num\">{_fmt('accuracy', v)}</td></tr>")
+            parts.append(f"<tr><td>{esc(name)}</td><td class=\"num\">{_cell('accuracy', v)}</td></tr>")
         parts.append("</table>")
 
     parts.append("<h2>Plots</h2>\n<div class=\"plots\">")
@@ -246,8 +244,7 @@ def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison,
                          f"</td><td class=\"text\">{_snippet(c.responses[i])}</td>"
                          f"<td class=\"text\">{_snippet(c.responses[j])}</td><td>{esc(c.source)}</td></tr>")
         parts.append("</table>")
-    parts.append("</body>\n</html>\n")
-    return "\n".join(parts)
+    return html_page(title, details, parts)
 
 
 def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequence[Sequence[float]],

@@ -1,6 +1,6 @@
 """Adapters that plug a rewardkit reward model into RL frameworks (TRL, verl; OpenRLHF needs none).
 
-Each adapter scores through one `Scorer`: either in-process, with a `RewardModel` loaded from a
+Each adapter scores through one `RewardSource`: either in-process, with a `RewardModel` loaded from a
 model directory, or remote, with a `RewardClient` talking to ``rewardkit serve``. Both encode
 (prompt, response) exactly as training did (the server uses the same `Encoder`), which is the
 point of these adapters: the frameworks' built-in reward-model paths tokenize differently (see
@@ -22,7 +22,7 @@ def is_url_source(source: Any) -> bool:
     return isinstance(source, str) and source.strip().startswith(("http://", "https://"))
 
 
-class Scorer:
+class RewardSource:
     """Rewards for parallel lists of prompts and responses, sync or async, from one backend."""
 
     def __init__(self, source: Any, *, normalize: bool = False, batch_size: int = 32,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rewardkit.integrations import Scorer, Text
+from rewardkit.integrations import RewardSource, Text
 
 
 def _check(prompts: Sequence[Text], completions: Sequence[Text]) -> None:
@@ -46,7 +46,7 @@ class TRLReward:
     def __init__(self, source: Any, *, name: str = "rewardkit", normalize: bool = False,
                  batch_size: int = 32, api_key: str | None = None, device: str | None = None,
                  dtype: Any = None, client_options: dict[str, Any] | None = None):
-        self.scorer = Scorer(source, normalize=normalize, batch_size=batch_size, api_key=api_key,
+        self.scorer = RewardSource(source, normalize=normalize, batch_size=batch_size, api_key=api_key,
                              device=device, dtype=dtype, client_options=client_options)
         self.__name__ = name  # TRL: get_callable_name(f) reads __name__, logs rewards/<name>/mean
         self.last_call: dict[str, Any] | None = None

@@ -26,13 +26,13 @@ import asyncio
 import os
 from typing import Any
 
-from rewardkit.integrations import Scorer, Text
+from rewardkit.integrations import RewardSource, Text
 
 PROMPT_KEYS = ("prompt", "raw_prompt", "question")
 BATCH_WINDOW_S = 0.005  # how long the first call of a burst waits for the others to join its batch
 MAX_BATCH = 256
 
-_scorers: dict[tuple[Any, ...], Scorer] = {}
+_scorers: dict[tuple[Any, ...], RewardSource] = {}
 _batchers: dict[tuple[int, tuple[Any, ...]], "_Batcher"] = {}
 
 
@@ -78,12 +78,12 @@ def _options(url: str | None, model_dir: str | None, api_key: str | None,
     return ("url", url, api_key, False) if url else ("dir", str(model_dir), None, bool(normalize))
 
 
-def get_scorer(key: tuple[Any, ...]) -> Scorer:
+def get_scorer(key: tuple[Any, ...]) -> RewardSource:
     """One scorer per configuration and process: the model is loaded once, connections pooled."""
     scorer = _scorers.get(key)
     if scorer is None:
         kind, source, api_key, normalize = key
-        scorer = Scorer(source, api_key=api_key, normalize=normalize)
+        scorer = RewardSource(source, api_key=api_key, normalize=normalize)
         _scorers[key] = scorer
     return scorer
 
@@ -91,7 +91,7 @@ def get_scorer(key: tuple[Any, ...]) -> Scorer:
 class _Batcher:
     """Gathers the calls made on one event loop within a few milliseconds into one scoring call."""
 
-    def __init__(self, scorer: Scorer):
+    def __init__(self, scorer: RewardSource):
         self.scorer = scorer
         self.pending: list[tuple[Text, str, asyncio.Future]] = []
         self.batches = 0  # scoring calls made (for tests and diagnostics)

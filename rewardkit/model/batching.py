@@ -43,7 +43,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields
 from itertools import combinations
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -209,6 +209,30 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucke
         batches += [bucket[j:j + batch_size] for j in range(0, len(bucket), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def token_budget_batches(widths: Sequence[int], rows: Sequence[int], budget: int) -> list[list[int]]:
+    """Units (comparisons, prompt groups, queued items), longest first, cut into batches whose padded
+    size (rows x widest row) stays within ``budget`` tokens; a unit larger than the budget goes alone.
+
+    The one token-budget cut: the training plan's passes and the server's forward passes use it. Cut
+    from the longest down, every batch is padded to nearly its own length. Worked example, budget
+    1200, (width, rows) = (400, 2), (300, 2), (100, 2)::
+
+        [[0], [1, 2]]      0 + 1 would be 4 rows x 400 = 1600; 1 + 2 is 4 x 300 = 1200
+    """
+    out: list[list[int]] = []
+    current: list[int] = []
+    width = count = 0  # of the batch being filled
+    for i in sorted(range(len(widths)), key=lambda i: -widths[i]):
+        if current and max(width, widths[i]) * (count + rows[i]) > budget:
+            out.append(current)
+            current, width, count = [], 0, 0
+        current.append(i)
+        width, count = max(width, widths[i]), count + rows[i]
+    if current:
+        out.append(current)
+    return out
 
 
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:

@@ -34,7 +34,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
-from rewardkit.serving.batcher import Batcher, QueueFull, token_batches
+from rewardkit.model.batching import token_budget_batches
+from rewardkit.serving.batcher import Batcher, QueueFull
 from rewardkit.serving.config import ServeConfig
 from rewardkit.serving.inputs import (
     BadRequest,
@@ -67,7 +68,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 # ----------------------------------------------------------------------------------- scoring
 
 
-class Scorer:
+class ModelWorker:
     """The model side: encoding off the event loop, the batcher, reward post-processing."""
 
     def __init__(self, rm: Any, cfg: ServeConfig, metrics: Metrics):
@@ -85,7 +86,8 @@ class Scorer:
     def _run(self, items: list[Encoded]) -> list[list[float]]:
         """Model thread: length-sorted forward passes under the token budget, results in item order."""
         out: list[list[float]] = [[] for _ in items]
-        for idx in token_batches(items, self.cfg.max_batch_tokens):
+        for idx in token_budget_batches([e.longest for e in items], [len(e.input_ids) for e in items],
+                                        self.cfg.max_batch_tokens):
             rewards = self.rm.rewards_for([items[i] for i in idx], batch_size=len(idx))
             for i, r in zip(idx, rewards):
                 out[i] = r
@@ -195,7 +197,7 @@ class Guard:
 def create_app(rm: Any, cfg: ServeConfig, api_key: str | None) -> Any:
     """The ASGI application: FastAPI routes wrapped in `Guard`."""
     metrics = Metrics()
-    scorer = Scorer(rm, cfg, metrics)
+    scorer = ModelWorker(rm, cfg, metrics)
     name = cfg.model_name or Path(cfg.model_dir).resolve().name
 
     @contextlib.asynccontextmanager

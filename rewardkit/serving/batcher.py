@@ -2,7 +2,7 @@
 
 RL loops send one rollout per request with many requests in flight (OpenRLHF's client), so a
 server that runs one forward per request leaves the hardware mostly idle on overhead. Here every
-request becomes a `Job` on one queue; a single batcher task takes jobs in arrival order up to a
+request becomes a `QueuedJob` on one queue; a single batcher task takes jobs in arrival order up to a
 token budget and runs the batch on one worker thread, so the event loop keeps accepting and parsing
 requests meanwhile. While a batch runs, the next one fills up. When the queue runs dry before the
 budget is reached, the batcher waits for more (at most ``max_wait`` after the oldest job arrived),
@@ -11,7 +11,8 @@ workers send their next rollout when the last is scored) those clients return ri
 batch, and a lone client (previous batch: its one item) never waits.
 
 The worker sorts a batch's items by length and cuts it into forward passes under the same token
-budget (rows x longest row), so padding stays small. Results go back to each job in its own item
+budget (rows x longest row; `rewardkit.model.batching.token_budget_batches`, as training's passes),
+so padding stays small. Results go back to each job in its own item
 order. Rewards do not depend on the batch: padding is masked and the reward read at each row's
 last real token.
 
@@ -26,7 +27,7 @@ import collections
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.serving.prometheus import Metrics
@@ -41,33 +42,8 @@ def item_cost(e: Encoded) -> int:
     return len(e.input_ids) * e.longest
 
 
-def token_batches(items: Sequence[Encoded], budget: int) -> list[list[int]]:
-    """Indices of ``items``, longest first, cut into passes of at most ``budget`` padded tokens.
-
-    A pass pads every row to its first (longest) row, so n items cost n * rows * longest. An item
-    larger than the budget runs alone.
-    """
-    order = sorted(range(len(items)), key=lambda i: -items[i].longest)
-    out: list[list[int]] = []
-    current: list[int] = []
-    rows = width = 0
-    for i in order:
-        e = items[i]
-        w = width or e.longest
-        if current and (rows + len(e.input_ids)) * w > budget:
-            out.append(current)
-            current, rows, width = [], 0, 0
-            w = e.longest
-        current.append(i)
-        rows += len(e.input_ids)
-        width = w
-    if current:
-        out.append(current)
-    return out
-
-
 @dataclass
-class Job:
+class QueuedJob:
     items: list[Encoded]
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
@@ -90,7 +66,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.max_queue_items = max_queue_items
         self.batching = batching
-        self.queue: collections.deque[Job] = collections.deque()
+        self.queue: collections.deque[QueuedJob] = collections.deque()
         self.queued_items = 0
         self.pending = 0  # accepted jobs not yet answered (queued or running)
         self.wakeup = asyncio.Event()
@@ -106,12 +82,12 @@ class Batcher:
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="rewardkit-batcher")
 
-    async def submit(self, items: list[Encoded]) -> Job:
+    async def submit(self, items: list[Encoded]) -> QueuedJob:
         """Queue ``items`` as one job; await ``job.future`` for their rewards."""
         if self.queued_items + len(items) > self.max_queue_items:
             self.metrics.count("rejected")
             raise QueueFull(f"{self.queued_items} items already waiting (limit {self.max_queue_items})")
-        job = Job(items=items, future=asyncio.get_running_loop().create_future())
+        job = QueuedJob(items=items, future=asyncio.get_running_loop().create_future())
         self.queue.append(job)
         self._queued(len(items))
         self.pending += 1
@@ -120,7 +96,7 @@ class Batcher:
         self.wakeup.set()
         return job
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: QueuedJob) -> None:
         """The client left: drop the job unless its batch already runs (then its result is discarded)."""
         if job.cancelled or job.future.done():
             return
@@ -152,7 +128,7 @@ class Batcher:
                 pass
         self.executor.shutdown(wait=True)
 
-    def _take(self, batch: list[Job], tokens: int) -> int:
+    def _take(self, batch: list[QueuedJob], tokens: int) -> int:
         """Move queued jobs into ``batch`` in arrival order while the token budget allows."""
         while self.queue:
             job = self.queue[0]
@@ -167,12 +143,12 @@ class Batcher:
                 break
         return tokens
 
-    async def _form(self) -> list[Job]:
+    async def _form(self) -> list[QueuedJob]:
         """The next batch: queued jobs up to the budget, waiting briefly for more when it is not full."""
         while not self.queue:
             self.wakeup.clear()
             await self.wakeup.wait()
-        batch: list[Job] = []
+        batch: list[QueuedJob] = []
         tokens = self._take(batch, 0)
         if not self.batching:
             return batch
@@ -191,7 +167,7 @@ class Batcher:
         return batch
 
     @staticmethod
-    def _items(batch: list[Job]) -> int:
+    def _items(batch: list[QueuedJob]) -> int:
         return sum(len(job.items) for job in batch)
 
     def _fits(self, tokens: int) -> bool:

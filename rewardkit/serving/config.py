@@ -1,7 +1,8 @@
 """`rewardkit serve` settings: one typed dataclass, documented once.
 
 The CLI builds the flags of `rewardkit serve` from these fields (``--max-batch-tokens`` for
-``max_batch_tokens``, ``--no-batching`` for ``batching``), so the help text lives here only. This
+``max_batch_tokens``, ``--no-batching`` for ``batching``), declared with `rewardkit.options.option`
+like every other config, so the help text lives here only. This
 module imports neither torch nor the web stack: the CLI can build its parser cheaply.
 
 The API key is deliberately *not* a field: a flag would put the secret in ``ps`` output and shell
@@ -12,18 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rewardkit.config import ScorerOptions, check
 from rewardkit.errors import UsageError
+from rewardkit.options import option
 
 API_KEY_ENV = "REWARDKIT_API_KEY"
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
 
 
 @dataclass
@@ -34,39 +31,34 @@ class ServeConfig(ScorerOptions):
     `eval` and `score` (`rewardkit.config.ScorerOptions`).
     """
 
-    host: str = field(default="127.0.0.1", metadata=_help(
+    host: str = option(
         "Address to bind. Anything but a loopback address needs an API key (REWARDKIT_API_KEY or "
-        "--api-key-file) unless --allow-unauthenticated."))
-    port: int = field(default=8000, metadata=_help("TCP port to listen on."))
-    device: str | None = field(default=None, metadata=_help(
-        "torch device, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu."))
-    normalize: bool = field(default=False, metadata=_help(
-        "Return (r - mean) / std with the statistics stored at training time, on every route."))
-    model_name: str | None = field(default=None, metadata=_help(
-        "Name reported by /v1/models and /classify (default: the model directory's name)."))
-    batching: bool = field(default=True, metadata=_help(
+        "--api-key-file) unless --allow-unauthenticated.", "127.0.0.1")
+    port: int = option("TCP port to listen on.", 8000)
+    device: str | None = option("torch device, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu.", None)
+    normalize: bool = option(
+        "Return (r - mean) / std with the statistics stored at training time, on every route.", False)
+    model_name: str | None = option(
+        "Name reported by /v1/models and /classify (default: the model directory's name).", None)
+    batching: bool = option(
         "Batch items of concurrent requests into one forward pass. --no-batching runs one request "
-        "per forward (for comparison)."))
-    max_batch_tokens: int = field(default=16384, metadata=_help(
+        "per forward (for comparison).", True)
+    max_batch_tokens: int = option(
         "Token budget of one forward pass (padded rows x longest row); requests queued together "
-        "are batched up to it."))
-    max_wait_ms: float = field(default=20.0, metadata=_help(
+        "are batched up to it.", 16384)
+    max_wait_ms: float = option(
         "Longest wait for more requests after the first one of a batch; the batcher stops waiting "
-        "once the batch is as large as the previous one (so a lone client never waits)."))
-    max_queue_items: int = field(default=4096, metadata=_help(
-        "Items waiting for the model before new requests get 503 with Retry-After."))
-    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata=_help(
-        "Largest request body accepted (larger: 413)."))
-    max_items: int = field(default=1024, metadata=_help(
-        "Most items (query texts, /score items, /classify inputs) per request (more: 422)."))
-    max_chars: int = field(default=200_000, metadata=_help(
-        "Most characters per text, or per message list (more: 422)."))
-    api_key_file: str | None = field(default=None, metadata=_help(
-        "File holding the bearer token clients must send (overrides REWARDKIT_API_KEY)."))
-    allow_unauthenticated: bool = field(default=False, metadata=_help(
-        "Allow a non-loopback --host without an API key (anyone who reaches the port can use it)."))
-    log_payloads: bool = field(default=False, metadata=_help(
-        "Log request bodies (texts included). Off by default: prompts and rollouts stay out of logs."))
+        "once the batch is as large as the previous one (so a lone client never waits).", 20.0)
+    max_queue_items: int = option("Items waiting for the model before new requests get 503 with Retry-After.", 4096)
+    max_body_bytes: int = option("Largest request body accepted (larger: 413).", 16 * 1024 * 1024)
+    max_items: int = option("Most items (query texts, /score items, /classify inputs) per request (more: 422).", 1024)
+    max_chars: int = option("Most characters per text, or per message list (more: 422).", 200_000)
+    api_key_file: str | None = option(
+        "File holding the bearer token clients must send (overrides REWARDKIT_API_KEY).", None)
+    allow_unauthenticated: bool = option(
+        "Allow a non-loopback --host without an API key (anyone who reaches the port can use it).", False)
+    log_payloads: bool = option(
+        "Log request bodies (texts included). Off by default: prompts and rollouts stay out of logs.", False)
 
     def validate(self) -> None:
         """Raise UsageError naming the flag of the first bad value."""

@@ -154,7 +154,7 @@ def check_messages(value: list[Any], where: str, limits: Limits) -> list[dict[st
     return out
 
 
-def check_text(value: Any, where: str, limits: Limits) -> Any:
+def check_request_text(value: Any, where: str, limits: Limits) -> Any:
     """A string or a chat-message list."""
     if isinstance(value, list):
         return check_messages(value, where, limits)
@@ -198,7 +198,7 @@ def parse_score(data: Any, limits: Limits) -> tuple[list[Spec], list[str]]:
         for key in keys:
             if key not in item:
                 raise BadRequest(f"{where}: missing '{key}'")
-        values = [check_text(item[k], f"{where}.{k}", limits) for k in keys]
+        values = [check_request_text(item[k], f"{where}.{k}", limits) for k in keys]
         specs.append(Spec(where=where, prompt=values[0], responses=values[1:]))
         kinds.append("pair" if pair else "response")
     return specs, kinds

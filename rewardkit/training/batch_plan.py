@@ -28,7 +28,7 @@ import torch
 from rewardkit.encoding.encoded_set import rows_of, widths_of
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
-from rewardkit.model.batching import length_grouped_batches
+from rewardkit.model.batching import length_grouped_batches, token_budget_batches
 
 # Padded tokens per forward/backward pass on CPU (--pass-tokens): 16 pairs of 512 tokens would keep
 # ~3 GB of MiniLM activations alive at once; 8192 halves that and costs <1% more padding on hh-rlhf.
@@ -98,32 +98,18 @@ def split_into_passes(members: list[int], lengths: list[int], rows: list[int], p
     the whole batch. The losses are sums over comparisons, so back-propagating each pass's share of
     the batch loss in turn gives the whole batch's gradient while only one pass's activations are
     alive at a time: peak memory follows ``budget``, not the batch's longest member times its row
-    count. Passes are cut from the prompt groups sorted longest first, so each is padded to nearly
-    its own length. One pass of everything when it fits, or when ``budget`` is 0.
-
-    Worked example, budget 1200, (length, rows) = a (400, 2), b (300, 2), c (100, 2)::
-
-        sorted a, b, c -> [a] alone (a + b would be 4 rows x 400 = 1600), then [b, c] (4 x 300 = 1200)
+    count. The prompt groups are cut by `rewardkit.model.batching.token_budget_batches`; one pass of
+    everything, untouched, when it fits or when ``budget`` is 0.
     """
     if not budget or max(lengths[i] for i in members) * sum(rows[i] for i in members) <= budget:
         return [members]
     by_prompt: dict[int, list[int]] = {}
     for i in members:
         by_prompt.setdefault(prompt_of[i], []).append(i)
-    groups = sorted(by_prompt.values(), key=lambda g: -max(lengths[i] for i in g))
-    passes: list[list[int]] = []
-    current: list[int] = []
-    width = count = 0  # of the pass being filled
-    for group in groups:
-        group_width, group_rows = max(lengths[i] for i in group), sum(rows[i] for i in group)
-        if current and max(width, group_width) * (count + group_rows) > budget:
-            passes.append(current)
-            current, width, count = [], 0, 0
-        current += group
-        width, count = max(width, group_width), count + group_rows
-    passes.append(current)
-    return passes
-
+    groups = list(by_prompt.values())
+    cut = token_budget_batches([max(lengths[i] for i in g) for g in groups], [sum(rows[i] for i in g) for g in groups],
+                               budget)
+    return [[i for g in batch for i in groups[g]] for batch in cut]
 
 
 @dataclass

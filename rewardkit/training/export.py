@@ -13,19 +13,19 @@ scores like the run's final model (ratings from the logits, the weighted sum as 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from rewardkit.card.text import run_facts, write_card
+from rewardkit.card.text import write_card
 from rewardkit.config import TrainConfig
 from rewardkit.errors import UsageError
-from rewardkit.model.artifacts import is_adapter_dir, merge_adapter, save_adapter, save_model
+from rewardkit.model.artifacts import is_adapter_dir, merge_adapter, model_meta, save_adapter, save_model
 from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
 from rewardkit.model.backbone import load_backbone
 from rewardkit.model.lora import apply_lora
 from rewardkit.training.checkpoints import checkpoint_weights, read_state, STATE_FILE
-from rewardkit.version import __version__
 
 
 def export(src: str | Path, out: str | Path, merge: bool = False, overwrite: bool = False) -> Path:
@@ -66,12 +66,11 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable & set(result.missing_keys) or result.unexpected_keys:
             raise UsageError(f"{src}: its weights do not match the model its configuration describes")
-    meta = {"version": __version__, "max_length": cfg.max_length, "loss": cfg.loss,
-            "checkpoint_step": state.get("step")}
     if cfg.lora_r and merge:
         model = model.merge_and_unload()
-    if regression:
-        meta = {**meta, **_regression_meta(model, regression, folded=not (cfg.lora_r and not merge), where=src)}
+    reg = _regression_head(model, regression, folded=not (cfg.lora_r and not merge), where=src) if regression else None
+    meta = model_meta(cfg.max_length, reg.objective if reg else cfg.loss, checkpoint_step=state.get("step"),
+                      **(reg.to_meta() if reg else {}))
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -87,12 +86,28 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     return out
 
 
-def _regression_meta(model: Any, saved: dict[str, Any], folded: bool, where: Path) -> dict[str, Any]:
-    """A regression checkpoint's ``config.rewardkit`` entries; full and merged models get the training
+def _regression_head(model: Any, saved: dict[str, Any], folded: bool, where: Path) -> RegressionMeta:
+    """A regression checkpoint's attributes, weights and scaling; full and merged models get the training
     scaling folded into their output layer, as `rewardkit train` saves them, so logits are ratings."""
     reg = RegressionMeta.from_meta(saved, len(saved["attributes"]), str(where))
     assert reg is not None
     if folded:
         fold_output_layer(model, reg.scaling.offset, reg.scaling.scale)
     reg.folded = folded
-    return {"loss": reg.objective, **reg.to_meta()}
+    return reg
+
+
+def run_facts(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, summary) of a finished run's output directory: train_config.yaml and eval.json."""
+    import yaml
+
+    d = Path(run_dir)
+    settings, summary = {}, {}
+    try:
+        if (d / "train_config.yaml").is_file():
+            settings = yaml.safe_load((d / "train_config.yaml").read_text()) or {}
+        if (d / "eval.json").is_file():
+            summary = json.loads((d / "eval.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        pass  # a card without the run's numbers beats no card
+    return settings, summary

@@ -145,3 +145,19 @@ def test_split_by_tokens_keeps_groups_whole_and_respects_the_budget() -> None:
         assert all(groups[i] not in mine for q in parts if q is not p for i in q)
         if len({groups[i] for i in p}) > 1:  # a part may exceed the budget only as one lone group
             assert max(lengths[i] for i in p) * sum(rows[i] for i in p) <= 600
+
+
+def test_token_budget_batches_respect_the_budget() -> None:
+    """The one token-budget cut (training passes, server forward passes): every unit once, longest first,
+    rows x widest row within the budget unless a unit alone exceeds it."""
+    from rewardkit.model.batching import token_budget_batches
+
+    widths, rows = [10, 50, 20, 50, 5, 30, 40], [1, 1, 1, 1, 1, 1, 2]
+    passes = token_budget_batches(widths, rows, budget=100)
+    assert sorted(i for p in passes for i in p) == list(range(len(widths)))
+    for p in passes:
+        assert sum(rows[i] for i in p) * max(widths[i] for i in p) <= 100 or len(p) == 1
+    assert [widths[p[0]] for p in passes] == sorted((widths[p[0]] for p in passes), reverse=True)
+    assert token_budget_batches([500], [1], budget=100) == [[0]]  # too big for the budget: alone
+    assert token_budget_batches([400, 300, 100], [2, 2, 2], budget=1200) == [[0], [1, 2]]  # the docstring's example
+

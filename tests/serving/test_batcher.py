@@ -8,23 +8,12 @@ import threading
 import pytest
 
 from rewardkit.encoding.encoder import Encoded
-from rewardkit.serving.batcher import Batcher, QueueFull, token_batches
+from rewardkit.serving.batcher import Batcher, QueueFull
 from rewardkit.serving.prometheus import Metrics
 
 
 def enc(n: int, rows: int = 1, tag: int = 0) -> Encoded:
     return Encoded(input_ids=[[tag] * n for _ in range(rows)], token_type_ids=None, prompt_len=0, truncated=False)
-
-
-def test_token_batches_respect_the_budget() -> None:
-    items = [enc(n) for n in (10, 50, 20, 50, 5, 30)] + [enc(40, rows=2)]
-    passes = token_batches(items, budget=100)
-    assert sorted(i for p in passes for i in p) == list(range(len(items)))
-    for p in passes:
-        width = max(items[i].longest for i in p)
-        rows = sum(len(items[i].input_ids) for i in p)
-        assert rows * width <= 100 or len(p) == 1
-    assert token_batches([enc(500)], budget=100) == [[0]]  # too big for the budget: alone
 
 
 def run_batcher(jobs: list[list[Encoded]], **kwargs: object) -> tuple[list[list[list[float]]], list[int]]:

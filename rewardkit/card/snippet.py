@@ -1,0 +1,107 @@
+"""Plain-transformers code that reproduces rewardkit's reward for one saved model (`snippet`).
+
+Generated from the model's `Layout`: how to load it (full weights, or an adapter on its base), how
+to render chat messages, the encoder's sentence-pair call or the decoder's token assembly with
+rewardkit's truncation, and the readout (the logit, or a regression model's weighted sum of its
+ratings). The card tests run the generated code and compare its rewards with `RewardModel`'s.
+"""
+
+from __future__ import annotations
+
+from rewardkit.card.layout import Layout, tokens_comment
+
+
+def _load_lines(layout: Layout, model_path: str) -> list[str]:
+    lines = ["import torch",
+             "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+             *(["from peft import PeftModel"] if layout.adapter else []), "",
+             f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
+             "tok = AutoTokenizer.from_pretrained(MODEL)"]
+    if layout.adapter:
+        head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
+                "holds the trained head" if layout.regression else "num_labels=1)")
+        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, {head}",
+                  "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
+                  "base.config.pad_token_id = tok.pad_token_id",
+                  "model = PeftModel.from_pretrained(base, MODEL).eval()"]
+    else:
+        lines.append("model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()")
+    return lines
+
+
+def _render_lines(layout: Layout) -> list[str]:
+    """Chat messages -> (prompt text, response text), as `Encoder.render` does with a chat template."""
+    if not getattr(layout.tokenizer, "chat_template", None):
+        return []
+    return ["", "",
+            "def render(prompt, response):  # chat messages -> texts, as rewardkit renders them",
+            "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
+            "    r = response if isinstance(response, list) else [{'role': 'assistant', 'content': response}]",
+            "    head = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)",
+            "    full = tok.apply_chat_template(p + r, tokenize=False)",
+            "    n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))",
+            "    return full[:n], full[n:]"]
+
+
+def _constant_lines(layout: Layout) -> list[str]:
+    """A regression model's combination weights (and, for an adapter, the scaling its head learned in)."""
+    reg = layout.regression
+    if reg is None:
+        return []
+    lines = [f"WEIGHTS = {reg.weights!r}  # per output: {', '.join(reg.attributes)}"]
+    if not reg.folded:
+        lines.append(f"OFFSET, SCALE = {reg.scaling.offset!r}, {reg.scaling.scale!r}  # outputs -> rating units")
+    return lines
+
+
+def _readout_lines(layout: Layout, call: str, why: str) -> list[str]:
+    """The last lines of ``reward``: the logit, or a regression model's weighted sum of its ratings."""
+    reg = layout.regression
+    if reg is None:
+        return [f"    with torch.no_grad():{why}", f"        return {call}.logits[0, 0].item()"]
+    lines = [f"    with torch.no_grad():{why}",
+             f"        values = {call}.logits[0].tolist()  # one value per rated attribute"]
+    if not reg.folded:
+        lines.append("    values = [o + s * y for y, o, s in zip(values, OFFSET, SCALE)]  # ratings, original units")
+    return lines + ["    return sum(w * v for w, v in zip(WEIGHTS, values))  # the combined reward"]
+
+
+def _encoder_lines(layout: Layout) -> list[str]:
+    return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
+            "", "",
+            "def reward(prompt, response) -> float:",
+            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
+               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            f"    enc = tok(prompt, response, truncation='only_first', max_length={layout.max_length}, "
+            "return_tensors='pt')",
+            *_readout_lines(layout, "model(**enc)", "")]
+
+
+def _decoder_lines(layout: Layout) -> list[str]:
+    enc, tok = layout.encoder, layout.tokenizer
+    return [f"MAX_LENGTH, HEAD, TAIL = {layout.max_length}, {enc.head}, {enc.tail}"
+            f"  # HEAD: {tokens_comment(tok, enc.head)}; TAIL: {tokens_comment(tok, enc.tail)}",
+            "", "",
+            "def reward(prompt, response) -> float:",
+            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
+               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            "    p = tok(prompt, add_special_tokens=False)['input_ids']  # prompt and response tokenized apart",
+            "    r = tok(response, add_special_tokens=False)['input_ids']",
+            "    head = [] if HEAD and p[:len(HEAD)] == HEAD else HEAD  # a chat template may emit BOS itself",
+            "    budget = MAX_LENGTH - len(head) - len(TAIL)",
+            "    if len(p) + len(r) > budget:  # drop the oldest prompt tokens; an over-long response keeps its start",
+            "        keep = budget - len(r) if len(r) <= budget else min(len(p), budget // 8)",
+            "        p, r = (p[len(p) - keep:] if keep else []), r[:budget - keep]",
+            "    ids = torch.tensor([head + p + r + TAIL])",
+            *_readout_lines(layout, "model(input_ids=ids)", "  # the reward is read at the final token (EOS)")]
+
+
+def snippet(layout: Layout, model_path: str) -> str | None:
+    """Plain-transformers code that reproduces rewardkit's reward for this model, or None."""
+    if not layout.decoder and not layout.pair_call_ok:
+        return None
+    body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
+    # the body's first line sets constants; then come the functions, two blank lines apart
+    lines = _load_lines(layout, model_path) + body[:1] + _constant_lines(layout) + _render_lines(layout) + body[1:]
+    lines += ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]
+    return "\n".join(lines) + "\n"
