@@ -26,9 +26,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from rewardkit.data.records import Comparison
-from rewardkit.encoding.encoder import Encoded, Encoder
+from rewardkit.encoding.encoder import Encoded, Encoder, packed_length
 from rewardkit.encoding.workers import Texts, encode_chunk, id_dtype, map_chunks
-from rewardkit.model.batching import packed_length
 from rewardkit.progress import phase_bar
 
 CHUNK = 2048  # comparisons per tokenizer batch / pool task

@@ -40,6 +40,11 @@ class Encoded:
         return max(len(s) for s in self.input_ids)
 
 
+def packed_length(e: Encoded) -> int:
+    """Tokens of ``e`` in the packed layout (`rewardkit.model.batching.collate_packed`): the shared prefix once plus every response."""
+    return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
+
+
 def render_plain(messages: list[dict[str, str]]) -> str:
     """The fallback chat template, hh-rlhf style: "\\n\\nHuman: ...\\n\\nAssistant: ..."."""
     return "".join(f"\n\n{_ROLE_NAMES.get(m['role'], m['role'].capitalize())}: {m['content']}"

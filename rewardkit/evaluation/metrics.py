@@ -19,6 +19,7 @@ from itertools import combinations
 from typing import Any, Sequence
 
 from rewardkit.data.records import Comparison, text_length
+from rewardkit.model.reward_model import sigmoid
 
 CALIBRATION_BINS = 10
 Sections = dict[str, dict[str, float] | list[str]]  # section -> {subset: weight} or [subset, ...]
@@ -33,13 +34,6 @@ def format_metric(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2%}" if key.endswith("_rate") or key.startswith("accuracy") else f"{value:.4g}"
     return str(value)
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
 
 
 def calibration_bin(p: float, bins: int = CALIBRATION_BINS) -> int:

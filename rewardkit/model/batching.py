@@ -47,7 +47,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rewardkit.encoding.encoder import Encoded
+from rewardkit.encoding.encoder import Encoded, packed_length
 from rewardkit.progress import phase_bar
 
 
@@ -141,11 +141,6 @@ def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool
         pair_better=torch.tensor(better, dtype=torch.long), pair_worse=torch.tensor(worse, dtype=torch.long),
         pair_margin=torch.tensor(margin, dtype=torch.float32), pair_weight=torch.tensor(weight, dtype=torch.float32),
     )
-
-
-def packed_length(e: Encoded) -> int:
-    """Tokens of ``e`` in the packed layout: the shared prefix once plus every response."""
-    return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
 
 
 def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool = False,

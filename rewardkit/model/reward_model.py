@@ -8,6 +8,7 @@ score through it.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,13 +19,21 @@ from torch import nn
 from rewardkit.data.records import Comparison, Text
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
-from rewardkit.evaluation.metrics import sigmoid
 from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
 from rewardkit.model.net import RewardNet, score_encoded
 from rewardkit.model.precision import native_bf16, resolve_dtype
 from rewardkit.model.prefix_sharing import resolve_prefix_sharing
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, without overflow for large ``|x|``: P(a preferred over b) = sigmoid(r_a - r_b)
+    under the Bradley-Terry model (`RewardModel.compare`, calibration metrics)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 class RewardModel:

@@ -13,7 +13,7 @@ from rewardkit.encoding import cache
 from rewardkit.encoding import encoded_set as es
 from rewardkit.data.records import Comparison
 from rewardkit.encoding.encoder import Encoder
-from rewardkit.model.batching import packed_length
+from rewardkit.encoding.encoder import packed_length
 
 
 def _tok(path: Path):

@@ -7,18 +7,8 @@ import math
 import pytest
 
 from rewardkit.data.records import Comparison
-from rewardkit.evaluation.metrics import (
-    brier_score,
-    bt_loss,
-    calibration_data,
-    check_sections,
-    expected_calibration_error,
-    pair_metrics,
-    pairs_of,
-    reliability,
-    section_scores,
-    sigmoid,
-)
+from rewardkit.evaluation.metrics import brier_score, bt_loss, calibration_data, check_sections, expected_calibration_error, pair_metrics, pairs_of, reliability, section_scores
+from rewardkit.model.reward_model import sigmoid
 
 
 def logit(p: float) -> float:
