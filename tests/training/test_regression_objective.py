@@ -308,3 +308,30 @@ def test_lora_regression_checkpoint_exports_adapter_and_merged(bert_dir: Path, t
         assert got_rewards == pytest.approx(want_rewards, abs=1e-4)
         assert [a[k] for a in got_attrs for k in ATTRS] == pytest.approx(
             [a[k] for a in want_attrs for k in ATTRS], abs=1e-4)
+
+
+def test_split_passes_give_the_same_regression_training(bert_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--pass-tokens on bt+regression: micro-batches cut into passes of a few rows or pairs train exactly as
+    whole ones (each loss term weighted by its pass's share of what it averages over)."""
+    from rewardkit.training.batch_plan import TrainingPlan
+
+    passes_per_micro_batch: list[int] = []
+    real_passes = TrainingPlan.passes
+    monkeypatch.setattr(TrainingPlan, "passes", lambda self, mb: passes_per_micro_batch.append(
+        len(parts := real_passes(self, mb))) or parts)
+    data = write_csv(tmp_path / "rated.csv", rated_rows(12, 3))
+    runs = {}
+    for tokens in (0, 40):  # 40 padded tokens: one or two rows per pass, a pair alone
+        passes_per_micro_batch.clear()
+        out = tmp_path / f"out-{tokens}"
+        result = train(regression_cfg(bert_dir, data, out, objective="bt+regression", epochs=2, grad_accum=2,
+                                      pass_tokens=tokens, logging_steps=1), log=lambda m: None)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[tokens] = (result, [r for r in rows if r["split"] == "train"])
+        assert max(passes_per_micro_batch) == 1 if tokens == 0 else min(passes_per_micro_batch) >= 2
+    (whole, whole_rows), (split, split_rows) = runs[0], runs[40]
+    assert len(whole_rows) >= 4 and any(r["pairwise_loss"] > 0 for r in whole_rows)
+    for key in ("loss", "regression_loss", "pairwise_loss"):
+        assert [r[key] for r in split_rows] == pytest.approx([r[key] for r in whole_rows], abs=1e-5)
+    assert split.eval_metrics["mean_rmse"] == pytest.approx(whole.eval_metrics["mean_rmse"], abs=1e-5)
