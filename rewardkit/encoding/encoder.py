@@ -41,7 +41,8 @@ class Encoded:
 
 
 def packed_length(e: Encoded) -> int:
-    """Tokens of ``e`` in the packed layout (`rewardkit.model.batching.collate_packed`): the shared prefix once plus every response."""
+    """Tokens of ``e`` in the packed layout (`rewardkit.model.batching.collate_packed`): the shared prefix
+    once plus every response."""
     return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
 
 

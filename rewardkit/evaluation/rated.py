@@ -58,7 +58,8 @@ def eval_rated(cfg: Any, load_scorer: Callable[[Any], Any]) -> int | None:
         from rewardkit.evaluation.rating_report import write_attribute_report
 
         page = write_attribute_report(cfg.report, metrics, pred, [r.values for r in records], attrs,
-                                      title="Reward model evaluation", details={"model": cfg.model_dir, "data": cfg.data})
+                                      title="Reward model evaluation",
+                                      details={"model": cfg.model_dir, "data": cfg.data})
         print(f"report: {page}", file=sys.stderr)
     if cfg.json:
         print(json.dumps(metrics))

@@ -64,6 +64,7 @@ class Objective:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.skipped = 0  # invalid records skipped under --skip-invalid
+        self.items: Sequence[Encoded] = []  # the training items, once encoded
 
     # ------------------------------------------------------------------ data
     def load(self, run: Any) -> None:
@@ -77,8 +78,6 @@ class Objective:
     def encode(self, run: Any, encoder: Encoder) -> None:
         """Tokenize both sides; afterwards `items` holds the training items."""
         raise NotImplementedError
-
-    items: Sequence[Encoded] = ()
 
     def prompt_groups(self) -> list[list[int]]:
         """Items that must share a micro-batch (default: each item alone)."""

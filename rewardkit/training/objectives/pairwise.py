@@ -43,7 +43,6 @@ class PairwiseObjective(Objective):
         super().__init__(cfg)
         self.train: list[Comparison] = []
         self.held_out: list[Comparison] = []
-        self.items: list[Encoded] = []
         self.held_enc: list[Encoded] = []
 
     # ------------------------------------------------------------------ data

@@ -69,7 +69,6 @@ class RegressionObjective(Objective):
         self.train_pairs: list[Comparison] = []
         self.held_pairs: list[Comparison] = []
         self.scaling: Scaling | None = None
-        self.items: list[Encoded] = []
         self.held_enc: list[Encoded] = []
         self.targets = torch.empty(0)
         self.observed = torch.empty(0, dtype=torch.bool)
