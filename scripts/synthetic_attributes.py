@@ -17,7 +17,7 @@ whose ratings are the true levels (a few missing too). Files written to ``--out`
                       combined scores (WEIGHTS) differ by at least --pair-min-gap, better first
     meta.json         attributes, range, weights, counts, and the flags to train on it
 
-Once regression training is wired (docs/DESIGN-regression.md), the acceptance run is::
+Train and evaluate on it (README, "A worked example with known structure")::
 
     rewardkit train --objective regression --train-data OUT/train.csv --eval-data OUT/test.csv \
         --score-column helpfulness,correctness,coherence,complexity,verbosity --score-range 0:4 \
@@ -25,8 +25,7 @@ Once regression training is wired (docs/DESIGN-regression.md), the acceptance ru
     rewardkit eval OUT_MODEL OUT/test.csv --json        # Spearman per attribute >= 0.8
     rewardkit eval OUT_MODEL OUT/test_pairs.jsonl --json  # combined reward accuracy >= 0.9
 
-Until then ``--baseline`` checks that the data is learnable on the same splits (a sanity check,
-not the acceptance run): ``bow`` ridge regression on word counts (the structure is linear in the
+``--baseline`` checks that the data is learnable on the same splits without ``rewardkit train``: ``bow`` ridge regression on word counts (the structure is linear in the
 counts, so this is near the ceiling the noise allows), ``embed`` ridge on frozen MiniLM sentence
 embeddings, ``finetune`` a minimal MiniLM fine-tune with ``num_labels=K`` and rewardkit's masked
 regression loss (a stand-in for ``rewardkit train --objective regression``).

@@ -1,1 +1,3 @@
-"""serving."""
+"""`rewardkit serve`: the HTTP server for RL loops, its settings, request parsing, dynamic batcher and
+Prometheus metrics.
+"""
