@@ -165,39 +165,46 @@ def _sections(path: str | None, present: set[str | None], data: str) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rewardkit.data.loading import load_comparisons
-    from rewardkit.data.records import describe_problems
-    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
-
     cfg = _config(EvalConfig, args)
     if not Path(cfg.model_dir).is_dir():
         raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
     from rewardkit.evaluation.rated import eval_rated
 
-    if (done := eval_rated(cfg, _load_scorer)) is not None:  # a regression model on a rating table
-        return done
+    rated = eval_rated(cfg, _load_scorer)  # a regression model on a rating table
+    metrics, write_page, print_table = rated if rated is not None else _eval_pairs(cfg)
+    if cfg.report:
+        page = write_page(cfg.report, title="Reward model evaluation",
+                          details={"model": cfg.model_dir, "data": cfg.data})
+        print(f"report: {page}", file=sys.stderr)
+    if cfg.json:
+        print(json.dumps(metrics))
+    else:
+        print_table()
+    return 0
+
+
+def _eval_pairs(cfg: EvalConfig) -> tuple[dict[str, Any], Callable[..., Path], Callable[[], None]]:
+    """Pairwise metrics of a preference file: (metrics, report writer, table printer)."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.data.records import describe_problems
+    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
+    from rewardkit.evaluation.report import write_report
+
     loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
     if loaded.problems:
         print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
     sections = _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
     rm = _load_scorer(cfg)
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(loaded.comparisons), desc="score", disable=cfg.json, unit="cmp") as bar:
         rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
     metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
     metrics["skipped"] = len(loaded.problems)
-    if cfg.report:
-        from rewardkit.evaluation.report import write_report
-
-        page = write_report(cfg.report, loaded.comparisons, rewards, metrics, title="Reward model evaluation",
-                            details={"model": cfg.model_dir, "data": cfg.data})
-        print(f"report: {page}", file=sys.stderr)
-    if cfg.json:
-        print(json.dumps(metrics))
-    else:
-        _print_metrics(metrics, f"{cfg.data} ({metrics['pairs']} pairs):")
-    return 0
+    page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
+    return metrics, page, lambda: _print_metrics(metrics, f"{cfg.data} ({metrics['pairs']} pairs):")
 
 
 def _score_jobs(path: str) -> list[tuple[str, dict[str, Any], Any]]:

@@ -9,8 +9,9 @@ metrics of the combined reward apply (the scorer returns it), so that path needs
 
 from __future__ import annotations
 
-import json
 import sys
+from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
 from rewardkit.data.attributes.pairs import pairs_from_records
@@ -21,6 +22,9 @@ from rewardkit.data.records import describe_problems
 from rewardkit.evaluation.rating_metrics import pair_rewards_from, regression_metrics
 from rewardkit.model.artifacts import read_meta
 
+
+# (metrics, write the HTML report to a directory, print the text table)
+RatedEvaluation = tuple[dict[str, Any], Callable[..., Path], Callable[[], None]]
 
 
 def _is_attribute_table(path: str, attributes: list[str]) -> bool:
@@ -33,9 +37,10 @@ def _is_attribute_table(path: str, attributes: list[str]) -> bool:
             and any(a in first for a in attributes))
 
 
-def eval_rated(cfg: Any, load_scorer: Callable[[Any], Any]) -> int | None:
-    """``rewardkit eval`` of a regression model on a rating table; None when this does not apply
-    (a pairwise model, or a pair/ranking file: the pairwise path scores the combined reward)."""
+def eval_rated(cfg: Any, load_scorer: Callable[[Any], Any]) -> RatedEvaluation | None:
+    """``rewardkit eval`` of a regression model on a rating table: (metrics, the report writer, the table
+    printer), which the CLI uses as for pairwise metrics; None when this does not apply (a pairwise
+    model, or a pair/ranking file: the pairwise path scores the combined reward)."""
     meta = read_meta(cfg.model_dir)
     attrs = list(meta.get("attributes") or [])
     if not attrs or not _is_attribute_table(cfg.data, attrs):
@@ -54,18 +59,12 @@ def eval_rated(cfg: Any, load_scorer: Callable[[Any], Any]) -> int | None:
     metrics = regression_metrics(pred, [r.values for r in records], attrs,
                                  pair_rewards_from(records, combined, pairs) if pairs else None)
     metrics["skipped"] = len(table.problems)
-    if cfg.report:
-        from rewardkit.evaluation.rating_report import write_attribute_report
+    from rewardkit.evaluation.rating_report import write_attribute_report
 
-        page = write_attribute_report(cfg.report, metrics, pred, [r.values for r in records], attrs,
-                                      title="Reward model evaluation",
-                                      details={"model": cfg.model_dir, "data": cfg.data})
-        print(f"report: {page}", file=sys.stderr)
-    if cfg.json:
-        print(json.dumps(metrics))
-    else:
-        print_attribute_metrics(metrics, f"{cfg.data} ({metrics['responses']} rated responses):")
-    return 0
+    page = partial(write_attribute_report, metrics=metrics, pred=pred, true=[r.values for r in records],
+                   attributes=attrs)
+    title = f"{cfg.data} ({metrics['responses']} rated responses):"
+    return metrics, page, lambda: print_attribute_metrics(metrics, title)
 
 
 def print_attribute_metrics(m: dict[str, Any], title: str) -> None:
