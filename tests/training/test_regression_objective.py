@@ -335,3 +335,19 @@ def test_split_passes_give_the_same_regression_training(bert_dir: Path, tmp_path
     for key in ("loss", "regression_loss", "pairwise_loss"):
         assert [r[key] for r in split_rows] == pytest.approx([r[key] for r in whole_rows], abs=1e-5)
     assert split.eval_metrics["mean_rmse"] == pytest.approx(whole.eval_metrics["mean_rmse"], abs=1e-5)
+
+
+def test_resume_refuses_a_checkpoint_of_the_old_regression_loop(bert_dir: Path, tmp_path: Path) -> None:
+    """Checkpoints of the earlier regression loop (a reshuffled order, position micro_batches_done) cannot
+    continue in the one loop's plan: refused with a message, not resumed at the wrong data."""
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 3))
+    out = tmp_path / "run"
+    train(regression_cfg(bert_dir, data, out, epochs=1, save_steps=1, save_total_limit=0), log=lambda m: None)
+    (out / "eval.json").unlink()  # the run looks unfinished
+    state_file = out / "checkpoint-1" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["micro_batches_done"] = 1
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(UsageError, match="earlier rewardkit whose regression runs ordered their batches"):
+        train(regression_cfg(bert_dir, data, out, epochs=1, save_steps=1, resume=str(out / "checkpoint-1")),
+              log=lambda m: None)
