@@ -15,7 +15,7 @@ vectorised accessors for what planning needs (`longest`, `packed`, `seq_lengths`
 
 `encode_set` produces one: texts go to the fast tokenizer in batches (two calls per chunk of
 comparisons) and, for large inputs, chunks are spread over one worker process per core
-(`encode_workers`); the ids and truncation are exactly `Encoder.encode`'s (it reuses `Encoder.fit`).
+(`rewardkit.encoding.workers`); the ids and truncation are exactly `Encoder.encode`'s (it reuses `Encoder.fit`).
 """
 
 from __future__ import annotations

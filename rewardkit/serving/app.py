@@ -1,6 +1,6 @@
 """`rewardkit serve`: the reward model as an HTTP server for RL loops (FastAPI + uvicorn).
 
-Routes (the protocol in full, with examples: docs/README-serve.md):
+Routes (the protocol in full, with examples: the README's serving section):
 
 * ``POST /score``       rewardkit's own: {prompt, response} or {prompt, chosen, rejected} items
 * ``POST /get_reward``  OpenRLHF's remote reward model: {"query": [...], "prompts": [...]}
@@ -9,9 +9,9 @@ Routes (the protocol in full, with examples: docs/README-serve.md):
 
 Every item is encoded by the model's own `Encoder` (the training layout: rendering, special tokens,
 response-preserving truncation) and scored by `RewardModel.rewards_for`, through the dynamic
-batcher of `serve_batcher`, so served rewards equal `RewardModel.score` whatever the batching.
-Request parsing and the transcript-splitting rule live in `serve_inputs`, metrics in
-`serve_metrics`, the settings in `serve_config`.
+batcher (`rewardkit.serving.batcher`), so served rewards equal `RewardModel.score` whatever the
+batching. Request parsing and the transcript-splitting rule live in `rewardkit.serving.inputs`,
+metrics in `rewardkit.serving.prometheus`, the settings in `rewardkit.serving.config`.
 """
 
 from __future__ import annotations
