@@ -24,7 +24,8 @@ from rewardkit.data.ratings import RatingOptions, options_from
 from rewardkit.errors import UsageError, flag
 from rewardkit.options import option, same_option
 
-OBJECTIVES = ("bt", "regression", "bt+regression")
+OBJECTIVES = ("bt", "regression", "bt+regression", "sft", "generative")
+SCALAR_OBJECTIVES = ("bt", "generative")  # one reward per response, trained on comparisons
 
 
 @dataclass
@@ -105,7 +106,21 @@ class TrainConfig:
     objective: str = option(
         "bt: pairwise (Bradley-Terry / Plackett-Luce, --loss); regression: one output per rated "
         "attribute of a rating table, masked MSE/Huber; bt+regression: both, the pairs derived from "
-        "the same ratings.", "bt", group="training", must_match=True, choices=list(OBJECTIVES))
+        "the same ratings; sft: a decoder trained as a causal LM on prompt + chosen response (a warm "
+        "start for a reward model); generative: the reward is the LM head's log P(yes) - log P(no) after "
+        "--verdict-template (Bradley-Terry on pairs; on a rating table, binary cross-entropy on score >= --hi).",
+        "bt", group="training", must_match=True, choices=list(OBJECTIVES))
+    sft_epochs: float = option(
+        "Run an SFT stage first (--objective sft for this many epochs, in OUTPUT_DIR/sft) and train the "
+        "reward model from its weights; 0: none. The SFT stage shares every other setting.",
+        0.0, group="training", must_match=True)
+    verdict_template: str = option(
+        "--objective generative: the question appended after every response; the reward is read at its "
+        "last token.", "\n\nQuestion: Is the response helpful and harmless? Answer:", group="training",
+        must_match=True)
+    verdict_tokens: str = option(
+        "--objective generative: the yes and no answers, YES,NO; each must be one token of the tokenizer "
+        "(a leading space is part of the token).", " Yes, No", group="training", must_match=True)
     target_scaling: str = same_option(AttributeOptions, "target_scaling")
     attribute_weights: str | None = same_option(AttributeOptions, "attribute_weights")
     pair_attribute: str = same_option(AttributeOptions, "pair_attribute")
@@ -192,6 +207,7 @@ class TrainConfig:
             (self.eval_split is None or 0.0 <= self.eval_split < 1.0, "eval_split", "must be in [0, 1)"),
             (self.max_length >= 8, "max_length", "must be at least 8"),
             (self.epochs > 0, "epochs", "must be > 0"),
+            (self.sft_epochs >= 0, "sft_epochs", "must be >= 0"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1"),
             (self.grad_accum >= 1, "grad_accum", "must be >= 1"),
@@ -219,23 +235,36 @@ class TrainConfig:
 def check_objective(cfg: TrainConfig) -> None:
     """TrainConfig checks for ``--objective`` (UsageError naming the flag).
 
-    Pairwise runs must not be given an attribute list; regression runs need a rating file and
-    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing).
+    Comparison objectives must not be given an attribute list; regression runs need a rating file and
+    leave out what only applies to pairwise batches (v1: rankings, per-prompt balancing); an SFT
+    stage trains a language model, so pairwise settings do not apply to it.
     """
-    if cfg.objective == "bt":
+    if cfg.sft_epochs and cfg.objective == "sft":
+        raise UsageError(f"{flag('sft_epochs')} starts a reward model from an SFT stage; with "
+                         f"{flag('objective')} sft, set --epochs instead")
+    if cfg.sft_epochs and cfg.objective not in SCALAR_OBJECTIVES:
+        raise UsageError(f"{flag('sft_epochs')} applies to {flag('objective')} bt and generative (an SFT stage "
+                         f"learns from comparisons' chosen responses), not to {cfg.objective}")
+    if cfg.objective in SCALAR_OBJECTIVES + ("sft",):
         if cfg.score_column and "," in cfg.score_column or cfg.attributes:
-            raise UsageError(f"give one {flag('score_column')} for pairwise training "
+            raise UsageError(f"give one {flag('score_column')} for {flag('objective')} {cfg.objective} "
                              f"(or {flag('objective')} regression for several attributes)")
+        if cfg.objective == "sft":
+            _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (not cfg.balance_per_prompt, "balance_per_prompt", "on"),
+                          (not cfg.center_coef, "center_coef", str(cfg.center_coef))))
         return
     if not cfg.train_data:
         raise UsageError(f"{flag('objective')} {cfg.objective} needs {flag('train_data')}: a rating table "
                          "with one column per attribute")
-    for ok, name, why in ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
-                          (not cfg.balance_per_prompt, "balance_per_prompt", "on")):
-        if not ok:
-            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
+    _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (cfg.ratings_mode != "ranking", "ratings_mode", "ranking"),
+                  (not cfg.balance_per_prompt, "balance_per_prompt", "on")))
     attribute_options_from(cfg).validate()
 
+
+def _refuse(cfg: TrainConfig, checks: tuple[tuple[bool, str, str], ...]) -> None:
+    for ok, name, why in checks:
+        if not ok:
+            raise UsageError(f"{flag(name)} {why} does not apply to {flag('objective')} {cfg.objective}")
 
 
 def check(cfg: Any, checks: list[tuple[bool, str, str]]) -> None:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from rewardkit.model.artifacts import ADAPTER_CONFIG, is_adapter_dir, read_meta
+from rewardkit.model.artifacts import ADAPTER_CONFIG, is_adapter_dir, is_causal_lm_meta, read_meta
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
+from rewardkit.model.verdict import Verdict
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -36,6 +37,17 @@ class Layout:
     adapter_base: str | None = None
     pair_call_ok: bool = False  # encoders: tok(prompt, response) reproduces rewardkit's ids
     regression: RegressionMeta | None = None  # K rated attributes; the reward is their weighted sum
+    verdict: Verdict | None = None  # a generative reward model: yes/no log-odds after this question
+
+    @property
+    def causal_lm(self) -> bool:
+        """Saved with its language-model head (SFT, generative): loads with ``AutoModelForCausalLM``."""
+        return is_causal_lm_meta(self.meta)
+
+    @property
+    def sft(self) -> bool:
+        """An SFT warm start: a language model, not a reward model."""
+        return self.meta.get("objective") == "sft"
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -75,10 +87,12 @@ def read_layout(model_dir: str | Path) -> Layout:
     meta = read_meta(d)
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     max_length = int(meta.get("max_length", 512))
-    encoder = make_encoder(skeleton, tokenizer, max_length)
+    verdict = Verdict.from_meta(meta)
+    encoder = make_encoder(skeleton, tokenizer, max_length, tail=verdict.template_ids if verdict else None)
     regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
     layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,
-                    tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression)
+                    tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression,
+                    verdict=verdict)
     layout.pair_call_ok = not layout.decoder and _pair_call_matches(layout)
     return layout
 

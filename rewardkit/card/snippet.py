@@ -2,8 +2,9 @@
 
 Generated from the model's `Layout`: how to load it (full weights, or an adapter on its base), how
 to render chat messages, the encoder's sentence-pair call or the decoder's token assembly with
-rewardkit's truncation, and the readout (the logit, or a regression model's weighted sum of its
-ratings). The card tests run the generated code and compare its rewards with `RewardModel`'s.
+rewardkit's truncation, and the readout (the logit, a regression model's weighted sum of its
+ratings, or a generative model's log-odds of yes over no after its question). The card tests run the
+generated code and compare its rewards with `RewardModel`'s.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ from rewardkit.card.layout import Layout, tokens_comment
 
 
 def _load_lines(layout: Layout, model_path: str) -> list[str]:
+    auto = "AutoModelForCausalLM" if layout.causal_lm else "AutoModelForSequenceClassification"
     lines = ["import torch",
-             "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+             f"from transformers import {auto}, AutoTokenizer",
              *(["from peft import PeftModel"] if layout.adapter else []), "",
              f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
              "tok = AutoTokenizer.from_pretrained(MODEL)"]
     if layout.adapter:
         head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
-                "holds the trained head" if layout.regression else "num_labels=1)")
-        lines += [f"base = AutoModelForSequenceClassification.from_pretrained({layout.adapter_base!r}, {head}",
+                "holds the trained head" if layout.regression else ")" if layout.causal_lm else "num_labels=1)")
+        lines += [f"base = {auto}.from_pretrained({layout.adapter_base!r}{', ' if head != ')' else ''}{head}",
                   "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
                   "base.config.pad_token_id = tok.pad_token_id",
                   "model = PeftModel.from_pretrained(base, MODEL).eval()"]
     else:
-        lines.append("model = AutoModelForSequenceClassification.from_pretrained(MODEL).eval()")
+        lines.append(f"model = {auto}.from_pretrained(MODEL).eval()")
     return lines
 
 
@@ -44,7 +46,11 @@ def _render_lines(layout: Layout) -> list[str]:
 
 
 def _constant_lines(layout: Layout) -> list[str]:
-    """A regression model's combination weights (and, for an adapter, the scaling its head learned in)."""
+    """A regression model's combination weights (and, for an adapter, the scaling its head learned in), or
+    a generative model's answer tokens."""
+    if layout.verdict is not None:
+        yes, no = layout.verdict.answers
+        return [f"YES, NO = {layout.verdict.answer_ids[0]}, {layout.verdict.answer_ids[1]}  # {yes!r}, {no!r}"]
     reg = layout.regression
     if reg is None:
         return []
@@ -55,7 +61,12 @@ def _constant_lines(layout: Layout) -> list[str]:
 
 
 def _readout_lines(layout: Layout, call: str, why: str) -> list[str]:
-    """The last lines of ``reward``: the logit, or a regression model's weighted sum of its ratings."""
+    """The last lines of ``reward``: the logit, a regression model's weighted sum of its ratings, or a
+    generative model's log-odds of its answers."""
+    if layout.verdict is not None:
+        return ["    with torch.no_grad():  # the next token after the question (TAIL)",
+                f"        logp = {call}.logits[0, -1].float().log_softmax(-1)",
+                "    return (logp[YES] - logp[NO]).item()  # log P(yes) - log P(no)"]
     reg = layout.regression
     if reg is None:
         return [f"    with torch.no_grad():{why}", f"        return {call}.logits[0, 0].item()"]
@@ -97,8 +108,9 @@ def _decoder_lines(layout: Layout) -> list[str]:
 
 
 def snippet(layout: Layout, model_path: str) -> str | None:
-    """Plain-transformers code that reproduces rewardkit's reward for this model, or None."""
-    if not layout.decoder and not layout.pair_call_ok:
+    """Plain-transformers code that reproduces rewardkit's reward for this model, or None (also for an
+    SFT model, which has no reward)."""
+    if layout.sft or (not layout.decoder and not layout.pair_call_ok):
         return None
     body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
     # the body's first line sets constants; then come the functions, two blank lines apart

@@ -53,6 +53,9 @@ _METRICS = [  # (eval key, label, model-index metric type)
     ("mean_spearman", "Spearman correlation with the ratings (mean over attributes)", "spearman"),
     ("mean_pearson", "Pearson correlation with the ratings (mean over attributes)", "pearson"),
     ("mean_rmse", "RMSE in rating units (mean over attributes)", "rmse"),
+    ("perplexity", "perplexity of the held-out chosen responses", "perplexity"),
+    ("chosen_responses", "held-out chosen responses", None),
+    ("answers", "held-out answers with a verdict", None),
 ]
 
 
@@ -83,13 +86,16 @@ def front_matter(layout: Layout, name: str, settings: dict[str, Any], summary: d
     dataset_name = f"held-out: {held_out}" if held_out else "held-out prompts of the training data"
     for key, label, metric_type in _METRICS:
         if metric_type and isinstance(final.get(key), (int, float)):
-            results.append(EvalResult(task_type="text-classification", task_name="Reward modeling",
+            results.append(EvalResult(task_type="text-generation" if layout.sft else "text-classification",
+                                      task_name="Language modeling" if layout.sft else "Reward modeling",
                                       dataset_type=dataset_type, dataset_name=dataset_name,
                                       metric_type=metric_type, metric_value=round(float(final[key]), 6),
                                       metric_name=label))
+    tags = (["rewardkit", "sft"] if layout.sft else ["reward-model", "rewardkit", "generative-reward-model"]
+            if layout.verdict else ["reward-model", "rewardkit"])
     card = ModelCardData(library_name="peft" if layout.adapter else "transformers",
                          base_model=base if is_hub_id(base) else None, datasets=datasets,
-                         pipeline_tag="text-classification", tags=["reward-model", "rewardkit"],
+                         pipeline_tag="text-generation" if layout.causal_lm else "text-classification", tags=tags,
                          model_name=name if results else None, eval_results=results or None)
     return card.to_yaml()
 
@@ -97,7 +103,15 @@ def front_matter(layout: Layout, name: str, settings: dict[str, Any], summary: d
 def _layout_text(layout: Layout) -> list[str]:
     tok, enc = layout.tokenizer, layout.encoder
     pad = f"`{tok.pad_token}` (id {tok.pad_token_id})" if tok.pad_token is not None else "none"
-    if layout.decoder:
+    if layout.verdict is not None:
+        yes, no = layout.verdict.answers
+        lines = [f"Generative reward model: a causal LM read after a verdict question. Input: "
+                 f"`{tokens_comment(tok, enc.head) if enc.head else ''}prompt response` followed by the question "
+                 f"{layout.verdict.template!r} ({len(enc.tail)} tokens, tokenized on its own), all tokenized without "
+                 f"special tokens and concatenated. The reward is log P({yes!r}) - log P({no!r}) for the next token "
+                 "after the question, read from the language-model head.",
+                 f"- Pad token: {pad}; score one sequence at a time, or right-pad and read each row's last real token."]
+    elif layout.decoder:
         eos = enc.tail[-1] if enc.tail else None
         lines = [f"Decoder (last-token) reward model. Input: `{tokens_comment(tok, enc.head) if enc.head else ''}"
                  f"prompt response {tokens_comment(tok, enc.tail)}`, prompt and response tokenized separately "
@@ -120,7 +134,8 @@ def _layout_text(layout: Layout) -> list[str]:
         lines.append(_regression_text(layout.regression))
     lines.append(f"- Max length {layout.max_length} tokens. Longer inputs lose their oldest prompt tokens "
                  "(left side); the response's end is never cut. Only a response longer than the whole budget "
-                 "is cut, keeping its start, the final special token and an eighth of the budget for the prompt.")
+                 "is cut, keeping its start, " + ("the whole question" if layout.verdict else "the final special token")
+                 + " and an eighth of the budget for the prompt.")
     if getattr(tok, "chat_template", None):
         lines.append("- Chat messages are rendered with this tokenizer's chat template: the prompt as "
                      "`apply_chat_template(prompt, add_generation_prompt=True)`, the response as the rest of "
@@ -143,6 +158,11 @@ def _regression_text(reg: RegressionMeta) -> str:
 
 
 def _other_tools_text(layout: Layout) -> list[str]:
+    if layout.verdict is not None:
+        return ["Tools that score `prompt + completion` with a scalar head (TRL's GRPO `reward_funcs` given a model, "
+                "a `text-classification` pipeline) cannot read this model: its reward is the log-odds of two "
+                "tokens after a question they do not append. Use the snippet, rewardkit's `RewardModel`, or "
+                "`rewardkit serve` with its TRL/OpenRLHF/verl adapters."]
     if layout.decoder:
         return ["Tools that score `prompt + completion` as one text without special tokens (TRL's GRPO "
                 "`reward_funcs` given this model, a plain `text-classification` pipeline) read the reward "
@@ -173,6 +193,11 @@ def _data_text(settings: dict[str, Any], summary: dict[str, Any]) -> list[str]:
                        ("train_pairs", "training pairs derived from the ratings"),
                        ("rows_seen", "items seen in training (rated responses and pairs)"),
                        ("eval_rows", "held-out rated responses"),
+                       ("train_responses", "training (prompt, chosen response) examples"),
+                       ("responses_seen", "responses seen in training"),
+                       ("eval_responses", "held-out (prompt, chosen response) examples"),
+                       ("train_answers", "training answers with a verdict"), ("answers_seen", "answers seen in training"),
+                       ("eval_answers", "held-out answers with a verdict"),
                        ("steps", "optimizer steps"), ("checkpoint_step", "exported from checkpoint at step")]:
         if key in summary:
             rows.append((label, summary[key]))
@@ -203,9 +228,14 @@ def _metrics_text(summary: dict[str, Any]) -> list[str]:
 
 def _settings_text(settings: dict[str, Any]) -> list[str]:
     objective = settings.get("objective", "bt")
-    table = _SETTINGS + (_REGRESSION_SETTINGS if objective != "bt" else [])
-    unused = {"bt": set(), "bt+regression": {"loss", "center_coef", "balance_per_prompt"},  # pairwise-only fields
-              "regression": {"loss", "center_coef", "balance_per_prompt", "use_margin", "pairwise_weight"}}
+    table = _SETTINGS + {"bt": [], "sft": [("objective", "objective")],
+                         "generative": [("objective", "objective"), ("verdict_template", "verdict question"),
+                                        ("verdict_tokens", "verdict answers (yes, no)")]}.get(objective,
+                                                                                         _REGRESSION_SETTINGS)
+    unused = {"bt": set(), "generative": set(),
+              "bt+regression": {"loss", "center_coef", "balance_per_prompt"},  # pairwise-only fields
+              "regression": {"loss", "center_coef", "balance_per_prompt", "use_margin", "pairwise_weight"},
+              "sft": {"loss", "center_coef", "balance_per_prompt", "use_margin"}}
     rows = [(label, settings[key]) for key, label in table if settings.get(key) is not None
             and key not in unused.get(objective, set())
             and not (key.startswith("lora_") and key != "lora_r" and not settings.get("lora_r"))]
@@ -230,8 +260,9 @@ def _scoring_text(layout: Layout, model_path: str) -> list[str]:
                       "prompt, from the left, as rewardkit does). A longer response makes the tokenizer raise a "
                       "truncation error; rewardkit scores it by keeping the response's start.", ""]
         else:
+            last = "the question's last token" if layout.verdict else "the EOS"
             lines += ["For batches, pad on the right with `tok.pad_token_id` and pass the attention mask: "
-                      "the model reads each row at its last non-pad token, the EOS.", ""]
+                      f"the model reads each row at its last non-pad token, {last}.", ""]
     if stats:
         lines += [f"Normalised reward (`normalize=True` in rewardkit): `(reward - ({stats['mean']:.6g})) / "
                   f"{stats['std']:.6g}`, statistics of {stats.get('count', '?')} rewards on the "
@@ -242,6 +273,8 @@ def _scoring_text(layout: Layout, model_path: str) -> list[str]:
 def render_card(layout: Layout, model_path: str, name: str, settings: dict[str, Any],
                 summary: dict[str, Any]) -> str:
     """The whole README.md text."""
+    if layout.sft:
+        return render_sft_card(layout, model_path, name, settings, summary)
     base = base_model_of(settings, layout)
     version = layout.meta.get("version", __version__)
     one_liner = ["```python", "from rewardkit import RewardModel", "",
@@ -261,6 +294,33 @@ def render_card(layout: Layout, model_path: str, name: str, settings: dict[str, 
              "## Input layout", "", *_layout_text(layout), "",
              *_scoring_text(layout, model_path),
              "## Other tools", "", *_other_tools_text(layout), "",
+             *_data_text(settings, summary), *_metrics_text(summary), *_settings_text(settings)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_sft_card(layout: Layout, model_path: str, name: str, settings: dict[str, Any],
+                    summary: dict[str, Any]) -> str:
+    """The card of an SFT warm start: a causal LM fine-tuned on preferred responses, and how to use it."""
+    base = base_model_of(settings, layout)
+    version = layout.meta.get("version", __version__)
+    load = ("from peft import AutoPeftModelForCausalLM\n"
+            f"model = AutoPeftModelForCausalLM.from_pretrained({model_path!r})" if layout.adapter else
+            "from transformers import AutoModelForCausalLM\n"
+            f"model = AutoModelForCausalLM.from_pretrained({model_path!r})")
+    parts = ["---", front_matter(layout, name, settings, summary).rstrip(), "---", "",
+             f"# {name}", "",
+             f"A causal language model fine-tuned by rewardkit {version}" + (f" from `{base}`" if base else "")
+             + " on the preferred responses of preference data (`--objective sft`): the warm start of a reward "
+             "model, not a reward model itself. The loss was on response tokens only; prompts were context.", "",
+             "## Train a reward model from it", "",
+             "```bash", f"rewardkit train --model {model_path} --train-data prefs.jsonl --output-dir rm-out", "```", "",
+             "The reward model gets a fresh score head; this model's language-model head is left out. "
+             "(`rewardkit train --sft-epochs N` runs both stages in one command.)", "",
+             "## Load it with transformers", "", "```python", load, "```", "",
+             "## Input layout", "",
+             f"`{tokens_comment(layout.tokenizer, layout.encoder.head) if layout.encoder.head else ''}prompt "
+             f"response {tokens_comment(layout.tokenizer, layout.encoder.tail)}`, prompt and response tokenized "
+             f"separately; max length {layout.max_length}, the oldest prompt tokens dropped first.", "",
              *_data_text(settings, summary), *_metrics_text(summary), *_settings_text(settings)]
     return "\n".join(parts).rstrip() + "\n"
 

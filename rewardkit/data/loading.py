@@ -85,6 +85,18 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
     return settle(out)
 
 
+def is_rating_table(source: str, fmt: str = "auto", ratings: RatingOptions | None = None) -> bool:
+    """Whether ``source`` loads as a rating table: ``--format ratings``, or a local file whose first row
+    has prompt, response and score columns and no comparison columns (as `load_comparisons` decides)."""
+    if fmt == "ratings":
+        return True
+    path = Path(source)
+    if fmt != "auto" or not path.is_file():
+        return False
+    columns, _ = _peek_columns(iter_rows(path))
+    return columns is not None and looks_like_ratings(columns, ratings or RatingOptions())
+
+
 FREEZE_MIN = 50_000  # comparisons: below this, later collections over them cost little
 LARGE_FILE = 32 << 20  # bytes: files that big may hold FREEZE_MIN comparisons
 

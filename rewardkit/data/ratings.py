@@ -314,3 +314,41 @@ def load_ratings(rows: Iterator[tuple[str, Any]], source: str, opts: RatingOptio
         note += f"; {merged} rows re-rated an answer already seen and were averaged into it"
     out.notes.append(note)
     return out
+
+
+# --------------------------------------------------------------------------------------- verdicts
+
+
+@dataclass
+class LabelledAnswer:
+    """A rated answer as a yes/no verdict (``--objective generative`` on a rating table): label 1 when
+    its score (the mean of its rows) reaches ``hi``, 0 when it is below ``lo``."""
+
+    prompt: Text
+    response: Text
+    label: float
+    where: str
+
+    def prompt_key(self) -> str:
+        return text_key(self.prompt)
+
+
+def label_answers(rows: Iterator[tuple[str, Any]], source: str, opts: RatingOptions, hi: float, lo: float
+                  ) -> tuple[list[LabelledAnswer], Loaded]:
+    """Every answer of a rating table labelled by the thresholds; what was read and left out (scores
+    between ``lo`` and ``hi``: no verdict) reported in the returned `Loaded`'s problems and notes."""
+    groups, problems, records, merged = read_ratings(rows, opts)
+    answers, between = [], 0
+    for g in groups:
+        for a in g.answers:
+            if a.score >= hi or a.score < lo:
+                answers.append(LabelledAnswer(g.prompt, a.response, 1.0 if a.score >= hi else 0.0, a.where))
+            else:
+                between += 1
+    out = Loaded(comparisons=[], problems=problems, records=records)
+    yes = sum(a.label for a in answers)
+    out.notes.append(f"rating table {source}: {records} rows -> {len(answers)} answers with a verdict "
+                     f"({int(yes)} yes: score >= {_number(hi)}; {len(answers) - int(yes)} no: score < {_number(lo)}); "
+                     f"{between} between the thresholds left out"
+                     + (f"; {merged} re-rated rows averaged" if merged else ""))
+    return answers, out

@@ -6,12 +6,14 @@ Training, evaluation, the Python API, the CLI and the server all encode through 
 Layout. Encoders (BERT-like) see the tokenizer's sentence-pair template,
 ``[CLS] prompt [SEP] response [SEP]`` with token types 0/1. Decoders see
 ``<bos?> prompt response <eos>``: the reward is read at the final EOS, which has attended to
-everything before it.
+everything before it. A generative reward model puts its verdict question where the EOS was
+(``tail``: ``<bos?> prompt response <question>``) and is read at the question's last token.
 
 Truncation. When prompt + response exceeds ``max_length`` the oldest prompt tokens go first; the
 response's end is never cut. Only when a response alone does not fit is it cut, keeping its start
-and the final special token (EOS/SEP). All responses of a comparison share one truncated prompt,
-so they are judged against the same context (and prefix sharing stays possible).
+and the final special token (EOS/SEP) or the whole verdict question. All responses of a comparison
+share one truncated prompt, so they are judged against the same context (and prefix sharing stays
+possible).
 """
 
 from __future__ import annotations
@@ -62,11 +64,18 @@ def _find(seq: list[int], sub: list[int], start: int = 0) -> int:
 class Encoder:
     """Renders and tokenizes comparisons for one tokenizer, layout and ``max_length``."""
 
-    def __init__(self, tokenizer: Any, max_length: int, pair_template: bool):
+    def __init__(self, tokenizer: Any, max_length: int, pair_template: bool, tail: list[int] | None = None):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.pair_template = pair_template
         self._learn_layout()
+        if tail is not None:  # what follows every response instead (a generative model's verdict question)
+            if pair_template:
+                raise ValueError("a custom tail applies to the concatenated (decoder) layout only")
+            self.tail, self.tail_types = list(tail), [self.response_type] * len(tail)
+            self.specials = len(self.head) + len(self.mid) + len(self.tail)
+            if self.max_length <= self.specials:
+                raise ValueError(f"max_length {self.max_length} leaves no room for text")
 
     def _learn_layout(self) -> None:
         """Find the special tokens the tokenizer wraps around one text or a text pair.

@@ -18,6 +18,25 @@ from rewardkit.evaluation.metrics import pair_metrics, pairs_of
 from rewardkit.model.net import score_encoded
 
 
+def shard_indices(n: int, accelerator: Any) -> tuple[list[int], int]:
+    """This process's share of ``n`` items (every ``world``-th) and how many of them are its own.
+
+    Shares are evened out with repeats of one item, because DDP and FSDP forward passes are collective:
+    every process must run the same number of batches. The repeats are to be ignored (the gather in
+    `score_sharded` de-duplicates them; `shard` gives them weight 0).
+    """
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = list(range(rank, n, world))
+    real = len(mine)
+    return mine + [mine[0] if mine else 0] * (math.ceil(n / world) - real), real
+
+
+def shard(items: Sequence[Any], accelerator: Any) -> list[tuple[Any, float]]:
+    """(item, weight) for this process's share of ``items``: weight 1 for its own, 0 for the repeats."""
+    mine, real = shard_indices(len(items), accelerator)
+    return [(items[i], 1.0 if k < real else 0.0) for k, i in enumerate(mine)]
+
+
 def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
                   share_prefix: bool = False) -> list[list[Any]]:
     """The head's outputs for every response of every item, in input order, on every process.
@@ -27,12 +46,7 @@ def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
     """
     from accelerate.utils import gather_object
 
-    rank, world = accelerator.process_index, accelerator.num_processes
-    mine = list(range(rank, len(encoded), world))
-    # Equal shard sizes: DDP and FSDP forward passes are collective, so every process must run
-    # the same number of batches. Padding repeats one item; the gather below de-duplicates it.
-    per_process = math.ceil(len(encoded) / world)
-    mine += [mine[0] if mine else 0] * (per_process - len(mine))
+    mine, _ = shard_indices(len(encoded), accelerator)
     was_training = net.training
     net.eval()
     with accelerator.autocast():
@@ -40,7 +54,7 @@ def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
                                 share_prefix=share_prefix)
     net.train(was_training)
     pairs = list(zip(mine, outputs))
-    if world > 1:
+    if accelerator.num_processes > 1:
         pairs = gather_object(pairs)
     by_index = dict(pairs)
     return [by_index[i] for i in range(len(encoded))]

@@ -31,6 +31,7 @@ from rewardkit.model.attribute_head import fold_output_layer, head_config
 from rewardkit.model.backbone import unwrap
 
 ADAPTER_CONFIG = "adapter_config.json"
+CAUSAL_LM_OBJECTIVES = ("sft", "generative")
 META_FILE = "rewardkit.json"
 # Files of a finished model, full or LoRA.
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ADAPTER_CONFIG,
@@ -42,6 +43,12 @@ def model_meta(max_length: int, loss: str, **extra: Any) -> dict[str, Any]:
     length and loss trained with, then ``extra`` (reward statistics, a regression head's attributes,
     the checkpoint an export came from)."""
     return {"version": __version__, "max_length": max_length, "loss": loss, **extra}
+
+
+def is_causal_lm_meta(meta: dict[str, Any]) -> bool:
+    """A saved model that keeps its language-model head (SFT, generative reward models): it loads with
+    ``AutoModelForCausalLM``; every other rewardkit model with ``AutoModelForSequenceClassification``."""
+    return meta.get("objective") in CAUSAL_LM_OBJECTIVES
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -96,7 +103,7 @@ def save_trained(model: nn.Module, tokenizer: Any, out_dir: Path, meta: dict[str
 def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(peft model, tokenizer, rewardkit settings) of an adapter directory, ready for scoring."""
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     p = Path(path)
     config = json.loads((p / ADAPTER_CONFIG).read_text())
@@ -105,12 +112,15 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
         raise UsageError(f"{p / ADAPTER_CONFIG}: no base_model_name_or_path; cannot rebuild the model")
     meta_file = p / META_FILE
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    # a regression adapter's head has one output per attribute (issue 14)
+    # a regression adapter's head has one output per attribute; SFT and generative adapters keep the LM head
     head = head_config(meta["attributes"]) if meta.get("attributes") else {"num_labels": 1}
     try:
-        base_config = AutoConfig.from_pretrained(base, **head)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
+        if is_causal_lm_meta(meta):
+            model = AutoModelForCausalLM.from_pretrained(base)
+        else:
+            base_config = AutoConfig.from_pretrained(base, **head)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
     except (OSError, ValueError) as e:
         raise UsageError(f"{p}: cannot load the adapter's base model {base!r}: {str(e).splitlines()[0]}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(p))
@@ -135,14 +145,15 @@ def load_model_dir(path: str | Path, dtype: torch.dtype | None = None) -> tuple[
 
     ``dtype`` loads full weights directly in it, so a bf16 model never holds an fp32 copy.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     p = Path(path)
     if is_adapter_dir(p):
         return load_adapter(p)
     if not (p / "config.json").is_file():
         raise UsageError(f"{p}: not a model directory (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(str(p), **({"dtype": dtype} if dtype else {}))
+    auto = AutoModelForCausalLM if is_causal_lm_meta(read_meta(p)) else AutoModelForSequenceClassification
+    model = auto.from_pretrained(str(p), **({"dtype": dtype} if dtype else {}))
     tokenizer = AutoTokenizer.from_pretrained(str(p))
     return model, tokenizer, dict(getattr(model.config, "rewardkit", None) or {})
 

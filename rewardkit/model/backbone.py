@@ -39,6 +39,20 @@ def uses_last_token(model: nn.Module) -> bool:
     return isinstance(head, nn.Linear)
 
 
+def is_causal_lm(model: nn.Module) -> bool:
+    """A transformers causal language model (``...ForCausalLM``: SFT and generative reward models)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ((v,) if isinstance(v, str) else v)}
+    return type(unwrap(model)).__name__ in names
+
+
+def is_decoder(model: nn.Module) -> bool:
+    """Decoder-only: a per-token score head, or a causal-LM head. Such models see ``prompt response``
+    concatenated and are read at a last token; encoders see the sentence pair and pool."""
+    return uses_last_token(model) or is_causal_lm(model)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The transformers model inside DDP/accelerate or peft wrappers."""
     while True:
@@ -56,13 +70,9 @@ def _disable_dropout(config: Any) -> None:
             setattr(config, key, 0.0)
 
 
-def load_backbone(name: str | None, dropout: bool = False,
-                  head: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
-    """Load a backbone with a fresh 1-output head (or the head ``head`` configures: AutoConfig kwargs
-    such as a regression model's `rewardkit.model.attribute_head.head_config`) and a tokenizer with a
-    usable pad token."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
+def resolve_model_path(name: str | None) -> str:
+    """``--model`` as a local directory (checked: it exists and holds a config.json) or a hub id;
+    the bundled MiniLM-L6 when none is given."""
     path = name or default_model_path()
     looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
     if looks_local and not Path(path).expanduser().exists():
@@ -73,13 +83,39 @@ def load_backbone(name: str | None, dropout: bool = False,
             raise UsageError(f"--model: {path} is not a model directory")
         if not (Path(path) / "config.json").is_file():
             raise UsageError(f"--model: {path} has no config.json; not a Hugging Face model directory")
+    return path
+
+
+def _config_and_tokenizer(path: str, dropout: bool, **config_kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoTokenizer
+
     try:
-        config = AutoConfig.from_pretrained(path, **(head or {"num_labels": 1}))
+        config = AutoConfig.from_pretrained(path, **config_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise UsageError(f"--model: cannot load {path!r}: {str(e).splitlines()[0]}") from None
     if not dropout:
         _disable_dropout(config)
+    return config, tokenizer
+
+
+def _finish(model: nn.Module, tokenizer: Any, dropout: bool, decoder: bool | None = None) -> None:
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    setup_pad_token(model, tokenizer, decoder)
+
+
+def load_backbone(name: str | None, dropout: bool = False,
+                  head: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
+    """Load a backbone with a fresh 1-output head (or the head ``head`` configures: AutoConfig kwargs
+    such as a regression model's `rewardkit.model.attribute_head.head_config`) and a tokenizer with a
+    usable pad token. A causal LM checkpoint (an SFT warm start) loads too: its LM head is left out."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(name)
+    config, tokenizer = _config_and_tokenizer(path, dropout, **(head or {"num_labels": 1}))
     # a K-output head replaces a checkpoint's head of another size (ignore_mismatched_sizes): fresh too
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path, config=config, output_loading_info=True, **({"ignore_mismatched_sizes": True} if head else {}))
@@ -87,22 +123,51 @@ def load_backbone(name: str | None, dropout: bool = False,
     fresh = list(info.get("missing_keys", ())) + [k[0] if isinstance(k, tuple) else k
                                                   for k in info.get("mismatched_keys", ())]
     model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in fresh})
-    if not dropout:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
-    setup_pad_token(model, tokenizer)
+    _finish(model, tokenizer, dropout)
     return model, tokenizer
 
 
-def setup_pad_token(model: nn.Module, tokenizer: Any) -> None:
+def check_decoder_only(name: str | None, what: str) -> str:
+    """The model path, when ``--model`` is a decoder-only transformer with a causal-LM head; else a
+    UsageError naming ``what`` (e.g. ``--objective sft``) and the model. Reads the config only."""
+    import torch as _torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = resolve_model_path(name)
+    config, _ = _config_and_tokenizer(path, dropout=True, num_labels=1)
+    shown = f"--model {name or 'MiniLM-L6 (the bundled default)'}"
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
+        raise UsageError(f"{what} needs a decoder with a causal-LM head; {shown} ({config.model_type}) has none")
+    with _torch.device("meta"):  # the architecture alone: an encoder pools, a decoder reads its last token
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    if not uses_last_token(skeleton):
+        raise UsageError(f"{what} needs a decoder with a causal-LM head; {shown} is an encoder "
+                         f"({config.model_type}: it attends both ways and pools)")
+    return path
+
+
+def load_causal_lm(name: str | None, dropout: bool = False, what: str = "--objective") -> tuple[nn.Module, Any]:
+    """A decoder with its language-model head (SFT, generative reward models) and a tokenizer with a
+    pad token distinct from EOS; UsageError naming ``what`` for an encoder or a model without one."""
+    from transformers import AutoModelForCausalLM
+
+    path = check_decoder_only(name, what)
+    config, tokenizer = _config_and_tokenizer(path, dropout)
+    model = AutoModelForCausalLM.from_pretrained(path, config=config)
+    model.rewardkit_fresh_modules = []
+    _finish(model, tokenizer, dropout, decoder=True)
+    return model, tokenizer
+
+
+def setup_pad_token(model: nn.Module, tokenizer: Any, decoder: bool | None = None) -> None:
     """Give the tokenizer a pad token and keep ``config.pad_token_id`` in sync.
 
     Decoders end every sequence with EOS and read the reward there, so the pad token must differ
     from EOS: with pad == EOS, plain transformers would mistake the final EOS for padding. When
     the tokenizer has no distinct pad token a new one is added and the embeddings resized.
     """
-    last_token = uses_last_token(model)
+    last_token = is_decoder(model) if decoder is None else decoder
     pad = tokenizer.pad_token_id
     if pad is None or (last_token and pad == tokenizer.eos_token_id):
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
@@ -130,6 +195,7 @@ def param_dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def make_encoder(model: nn.Module, tokenizer: Any, max_length: int) -> Encoder:
-    """Encoders get the sentence-pair layout, decoders the concatenated one."""
-    return Encoder(tokenizer, max_length, pair_template=not uses_last_token(model))
+def make_encoder(model: nn.Module, tokenizer: Any, max_length: int, tail: list[int] | None = None) -> Encoder:
+    """Encoders get the sentence-pair layout, decoders the concatenated one; ``tail`` replaces what a
+    decoder appends after the response (EOS), e.g. a generative reward model's verdict question."""
+    return Encoder(tokenizer, max_length, pair_template=not is_decoder(model), tail=tail)

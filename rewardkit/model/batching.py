@@ -66,6 +66,7 @@ class Batch:
     pair_weight: torch.Tensor  # [P]
     targets: torch.Tensor | None = None  # [N, K] per-response targets (regression objectives), else None
     target_mask: torch.Tensor | None = None  # [N, K] which targets exist
+    read_ids: torch.Tensor | None = None  # [N] the token whose log-probability each position reads (SFT)
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
@@ -77,9 +78,10 @@ class Batch:
 
     def inputs(self) -> dict[str, torch.Tensor | None]:
         """The keyword arguments of `rewardkit.model.net.RewardNet.forward`."""
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
-                "position_ids": self.position_ids, "reward_row": self.reward_row, "reward_col": self.reward_col,
-                "token_type_ids": self.token_type_ids}
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
+                  "position_ids": self.position_ids, "reward_row": self.reward_row, "reward_col": self.reward_col,
+                  "token_type_ids": self.token_type_ids}
+        return inputs if self.read_ids is None else {**inputs, "read_ids": self.read_ids}
 
 
 def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
@@ -141,6 +143,28 @@ def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool
         pair_better=torch.tensor(better, dtype=torch.long), pair_worse=torch.tensor(worse, dtype=torch.long),
         pair_margin=torch.tensor(margin, dtype=torch.float32), pair_weight=torch.tensor(weight, dtype=torch.float32),
     )
+
+
+def collate_lm(items: list[Encoded], pad_id: int) -> Batch:
+    """Language-model batches (SFT): one right-padded row per item (its first sequence), read at every
+    position that predicts a response token, including the final EOS.
+
+    Worked example, an item of prompt_len 3 and 6 tokens ``p0 p1 p2 r0 r1 eos``: positions 2, 3, 4
+    read the log-probabilities of ``r0``, ``r1``, ``eos`` (``read_ids``); the prompt itself is never
+    a target, so the loss is on response tokens only.
+    """
+    batch = collate([Encoded(e.input_ids[:1], e.token_type_ids[:1] if e.token_type_ids else None, e.prompt_len,
+                             e.truncated) for e in items], pad_id)
+    rows, cols, ids = [], [], []
+    for i, e in enumerate(items):
+        seq = e.input_ids[0]
+        first = max(e.prompt_len, 1)  # a token with nothing before it has no prediction to read
+        rows += [i] * (len(seq) - first)
+        cols += range(first - 1, len(seq) - 1)
+        ids += seq[first:]
+    batch.reward_row, batch.reward_col = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+    batch.read_ids = torch.tensor(ids, dtype=torch.long)
+    return batch
 
 
 def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool = False,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rewardkit.errors import UsageError
+from rewardkit.model.backbone import is_causal_lm
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -34,7 +35,9 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: 
     # peft's SEQ_CLS task adds the `score`/`classifier` head to modules_to_save by itself; other
     # freshly initialised modules (e.g. DeBERTa's pooler) are added here.
     fresh = [m for m in getattr(model, "rewardkit_fresh_modules", []) if m not in HEAD_NAMES]
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout,
+    # a causal LM (SFT, generative reward models) keeps its LM head frozen: nothing in it is new
+    task = TaskType.CAUSAL_LM if is_causal_lm(model) else TaskType.SEQ_CLS
+    config = LoraConfig(task_type=task, r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout,
                         target_modules=target, modules_to_save=fresh or None)
     try:
         return get_peft_model(model, config)

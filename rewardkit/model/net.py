@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from rewardkit.encoding.encoder import Encoded
-from rewardkit.model.backbone import accepts, no_autocast, param_dtype, unwrap, uses_last_token
+from rewardkit.model.backbone import accepts, is_decoder, no_autocast, param_dtype, unwrap
 from rewardkit.model.batching import Batch, batch_length, collate_for, sorted_batches
 from rewardkit.model.fast_paths import bert_cls_capable, bert_cls_rewards, row_chunks, verify_cls_fast_path
 
@@ -43,7 +43,7 @@ class RewardNet(nn.Module):
         super().__init__()
         self.model = model
         inner = unwrap(model)
-        self.last_token = uses_last_token(inner)
+        self.last_token = is_decoder(inner)
         self.pass_positions = accepts(inner, "position_ids")
         # FSDP's transformer auto-wrap policy looks for the layer classes here.
         self._no_split_modules = getattr(inner, "_no_split_modules", None)
@@ -60,10 +60,13 @@ class RewardNet(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 reward_row: torch.Tensor, reward_col: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, read_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """One value per readout position (``reward_row``, ``reward_col``): a reward, or with ``read_ids``
+        the log-probability of that token there (`TokenLogProbNet`)."""
         chunks = self._chunks(attention_mask, reward_row, reward_col)
         if chunks is None:
-            return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids)
+            return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids,
+                                 read_ids)
         local = torch.full((attention_mask.shape[0],), -1, dtype=torch.long, device=reward_row.device)
         pieces, where = [], []
         for rows, lo, hi in chunks:
@@ -75,13 +78,14 @@ class RewardNet(nn.Module):
                     else attention_mask[rows, lo:hi])
             pieces.append(self._rewards(
                 input_ids[rows, lo:hi], mask, position_ids[rows, lo:hi], local[reward_row[sel]], reward_col[sel] - lo,
-                None if token_type_ids is None else token_type_ids[rows, lo:hi]))
+                None if token_type_ids is None else token_type_ids[rows, lo:hi],
+                None if read_ids is None else read_ids[sel]))
             where.append(sel)
         return torch.cat(pieces)[torch.argsort(torch.cat(where))]
 
     def _rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                  reward_row: torch.Tensor, reward_col: torch.Tensor,
-                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                 token_type_ids: torch.Tensor | None = None, read_ids: torch.Tensor | None = None) -> torch.Tensor:
         inner = unwrap(self.model)
         if self.last_token:
             body = getattr(inner, inner.base_model_prefix)
@@ -90,7 +94,7 @@ class RewardNet(nn.Module):
             out = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
             hidden = out.last_hidden_state[reward_row, reward_col]
             with no_autocast(hidden.device):
-                return inner.score(hidden.to(param_dtype(inner.score))).squeeze(-1).float()
+                return self.readout(inner, hidden, read_ids)
         if self.cls_fast is None:
             self.cls_fast = verify_cls_fast_path(inner, input_ids, attention_mask, position_ids,
                                                              token_type_ids)
@@ -103,6 +107,49 @@ class RewardNet(nn.Module):
         if self.pass_positions:
             kwargs["position_ids"] = position_ids
         return self.model(**kwargs).logits.squeeze(-1)[reward_row].float()
+
+    def readout(self, inner: nn.Module, hidden: torch.Tensor, read_ids: torch.Tensor | None) -> torch.Tensor:
+        """A decoder's value at its readout positions (``hidden``: their final states): the score head,
+        in its weights' dtype, returned in fp32."""
+        return inner.score(hidden.to(param_dtype(inner.score))).squeeze(-1).float()
+
+
+class VerdictNet(RewardNet):
+    """A generative reward model: the LM head's log-odds of a yes over a no token, read after the verdict
+    question, ``log P(yes) - log P(no) = logit(yes) - logit(no)`` (the softmax normaliser cancels).
+    Nothing new is initialised: what the language model knows is the reward model."""
+
+    def __init__(self, model: nn.Module, yes_id: int, no_id: int, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.verdict = (yes_id, no_id)
+
+    def readout(self, inner: nn.Module, hidden: torch.Tensor, read_ids: torch.Tensor | None) -> torch.Tensor:
+        return verdict_log_odds(inner, hidden, *self.verdict)
+
+
+class TokenLogProbNet(RewardNet):
+    """A causal LM's log-probability of ``read_ids`` at each readout position (the position before the
+    token): the quantity SFT maximises on response tokens and perplexity measures."""
+
+    def readout(self, inner: nn.Module, hidden: torch.Tensor, read_ids: torch.Tensor | None) -> torch.Tensor:
+        assert read_ids is not None, "TokenLogProbNet reads the log-probability of given tokens"
+        logits = lm_logits(inner, hidden)
+        return torch.log_softmax(logits, dim=-1).gather(1, read_ids[:, None]).squeeze(1)
+
+
+def lm_logits(inner: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """fp32 next-token logits from final hidden states, as the model's own forward computes them
+    (soft-capped where the config says so, e.g. Gemma 2)."""
+    head = inner.get_output_embeddings()
+    logits = head(hidden.to(param_dtype(head))).float()
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    return cap * torch.tanh(logits / cap) if cap else logits
+
+
+def verdict_log_odds(inner: nn.Module, hidden: torch.Tensor, yes_id: int, no_id: int) -> torch.Tensor:
+    """``logit(yes) - logit(no)`` at each row of ``hidden``: the generative reward."""
+    logits = lm_logits(inner, hidden)
+    return logits[:, yes_id] - logits[:, no_id]
 
 
 

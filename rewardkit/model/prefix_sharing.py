@@ -18,15 +18,20 @@ from torch import nn
 
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
-from rewardkit.model.backbone import accepts, no_autocast, param_dtype, unwrap, uses_last_token
+from rewardkit.model.backbone import accepts, is_decoder, no_autocast, param_dtype, unwrap
 from rewardkit.model.batching import collate, collate_packed
 from rewardkit.model.net import RewardNet, compute_rewards
 
 
+def _inner(model: nn.Module) -> nn.Module:
+    """The transformers model of a reward network or of a (wrapped) model."""
+    return unwrap(model.model if isinstance(model, RewardNet) else model)
+
+
 def prefix_sharing_blocker(model: nn.Module, max_length: int) -> str | None:
     """Why ``model`` cannot score a comparison as one packed row, or None when it can."""
-    inner = unwrap(model)
-    if not uses_last_token(inner):
+    inner = _inner(model)
+    if not is_decoder(inner):
         return ("encoders attend bidirectionally: the prompt's states depend on the response, "
                 "so there is no shared prefix to encode once")
     cfg = inner.config
@@ -60,9 +65,13 @@ def _probe_items(vocab: int, pad_id: int | None) -> list[Encoded]:
 
 @torch.no_grad()
 def verify_prefix_sharing(model: nn.Module, pad_id: int) -> float:
-    """Largest |packed - unshared| reward difference on a probe batch, in the model's own dtype."""
-    inner = unwrap(model)
-    net = RewardNet(model)
+    """Largest |packed - unshared| reward difference on a probe batch, in the model's own dtype.
+
+    ``model`` is a reward network (the readout it will train or score with: a score head, a verdict)
+    or a plain model, wrapped in a `RewardNet`.
+    """
+    net = model if isinstance(model, RewardNet) else RewardNet(model)
+    inner = unwrap(net.model)
     was_training = inner.training
     inner.eval()
     try:
@@ -89,7 +98,7 @@ def resolve_prefix_sharing(setting: str, model: nn.Module, pad_id: int, max_leng
         raise UsageError(f"--prefix-sharing must be auto, on or off (got {setting!r})")
     reason = prefix_sharing_blocker(model, max_length)
     if reason is None:
-        dtype = param_dtype(unwrap(model))
+        dtype = param_dtype(_inner(model))
         tol = 1e-4 if dtype == torch.float32 else 3e-2
         try:
             diff = verify_prefix_sharing(model, pad_id)
@@ -101,6 +110,6 @@ def resolve_prefix_sharing(setting: str, model: nn.Module, pad_id: int, max_leng
         return True
     if setting == "on":
         raise UsageError(f"--prefix-sharing on: {reason}")
-    if warn is not None and uses_last_token(unwrap(model)):
+    if warn is not None and is_decoder(_inner(model)):
         warn(f"prefix sharing off: {reason}")
     return False

@@ -22,7 +22,8 @@ from rewardkit.errors import UsageError
 from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
-from rewardkit.model.net import RewardNet, score_encoded
+from rewardkit.model.net import RewardNet, VerdictNet, score_encoded
+from rewardkit.model.verdict import Verdict
 from rewardkit.model.precision import native_bf16, resolve_dtype
 from rewardkit.model.prefix_sharing import resolve_prefix_sharing
 
@@ -59,22 +60,27 @@ class RewardModel:
         if self.dtype is not None:
             self.model = self.model.to(self.dtype)
         self.model.eval()
-        self.net = RewardNet(self.model)
+        self.meta = meta or {}
+        if self.meta.get("objective") == "sft":
+            raise UsageError("this is an SFT model (a causal LM trained with --objective sft), not a reward model: "
+                             "start a reward model from it with `rewardkit train --model DIR`")
+        # generative reward models (--objective generative): the LM head's yes/no log-odds after a question
+        self.verdict = Verdict.from_meta(self.meta)
+        self.net = RewardNet(self.model) if self.verdict is None else VerdictNet(self.model, *self.verdict.answer_ids)
         self.tokenizer = tokenizer
         # Padded positions are masked out and the reward is read at the last real token, so at
         # inference any id pads safely: a model saved without a pad token still scores.
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
-        self.meta = meta or {}
         # regression models (issue 14): K attribute outputs; the reward is their weighted combination
         self.regression = RegressionMeta.from_meta(self.meta, int(model.config.num_labels), "model")
-        if self.regression is None and int(model.config.num_labels) > 1:
+        if self.regression is None and self.verdict is None and int(model.config.num_labels) > 1:
             raise UsageError(f"not a rewardkit reward model: {model.config.num_labels} outputs and no attribute "
                              "names in config.rewardkit")
         self.max_length = int(self.meta.get("max_length", max_length))
-        self.encoder = make_encoder(model, tokenizer, self.max_length)
-        self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.model, self.pad_id,
-                                                   self.max_length)
+        self.encoder = make_encoder(model, tokenizer, self.max_length,
+                                    tail=self.verdict.template_ids if self.verdict else None)
+        self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.net, self.pad_id, self.max_length)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None,

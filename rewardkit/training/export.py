@@ -21,9 +21,10 @@ from typing import Any
 from rewardkit.card.text import write_card
 from rewardkit.config import TrainConfig
 from rewardkit.errors import UsageError
-from rewardkit.model.artifacts import is_adapter_dir, merge_adapter, model_meta, save_adapter, save_model
+from rewardkit.model.artifacts import (CAUSAL_LM_OBJECTIVES, is_adapter_dir, merge_adapter, model_meta, save_adapter,
+                                      save_model)
 from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
-from rewardkit.model.backbone import load_backbone
+from rewardkit.model.backbone import load_backbone, load_causal_lm
 from rewardkit.model.lora import apply_lora
 from rewardkit.training.checkpoints import checkpoint_weights, read_state, STATE_FILE
 
@@ -56,8 +57,11 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     if merge and not cfg.lora_r:
         raise UsageError(f"--merge: {src} is from a full fine-tuning run; there is no adapter to merge")
     regression = state.get("regression")  # a regression run's attributes, weights and training scaling
-    model, tokenizer = load_backbone(cfg.model, dropout=False,
-                                     head=head_config(regression["attributes"]) if regression else None)
+    if cfg.objective in CAUSAL_LM_OBJECTIVES:  # SFT and generative runs keep the LM head
+        model, tokenizer = load_causal_lm(cfg.model, dropout=False, what=f"--objective {cfg.objective}")
+    else:
+        model, tokenizer = load_backbone(cfg.model, dropout=False,
+                                         head=head_config(regression["attributes"]) if regression else None)
     if cfg.lora_r:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     weights = checkpoint_weights(src)
@@ -69,8 +73,10 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     if cfg.lora_r and merge:
         model = model.merge_and_unload()
     reg = _regression_head(model, regression, folded=not (cfg.lora_r and not merge), where=src) if regression else None
-    meta = model_meta(cfg.max_length, reg.objective if reg else cfg.loss, checkpoint_step=state.get("step"),
-                      **(reg.to_meta() if reg else {}))
+    loss = reg.objective if reg else "sft" if cfg.objective == "sft" else cfg.loss
+    extra = (reg.to_meta() if reg else {"objective": cfg.objective, "verdict": state["verdict"]}
+             if cfg.objective == "generative" else {"objective": "sft"} if cfg.objective == "sft" else {})
+    meta = model_meta(cfg.max_length, loss, checkpoint_step=state.get("step"), **extra)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -38,6 +38,8 @@ def final_evaluation(run: Run, job: TrainingJob) -> tuple[Evaluation | None, dic
     data from a seeded sample of training items.
     """
     final = evaluate_now(run, job, job.plan.total_steps)
+    if not job.objective.reward_statistics:
+        return final, {}
     if final is not None:
         rewards, source = final.rewards, "eval"
     else:
@@ -69,7 +71,7 @@ def publish(run: Run, job: TrainingJob, tokenizer: Any, state: TrainState, final
     cfg, out = run.cfg, run.out
     inner = run.accelerator.unwrap_model(job.net).model
     weights = {k.removeprefix("model."): v for k, v in full_state.items()} if full_state else None
-    meta = model_meta(cfg.max_length, job.objective.loss_name, normalization=stats,
+    meta = model_meta(cfg.max_length, job.objective.loss_name, **({"normalization": stats} if stats else {}),
                       **job.objective.model_meta(inner, weights))
     tmp = out / ".tmp-model"
     try:
@@ -92,10 +94,11 @@ def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evalua
     (out / "train_config.yaml").write_text(
         f"# precision: {cfg.precision} resolved to {run.precision.name} ({run.precision.reason})\n"
         + yaml.safe_dump(settings, sort_keys=False))
-    if final:  # the same report as `rewardkit eval --report`, for the held-out data
-        held_out = cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"
-        page = objective.write_report(out / "report", final,
-                                      {"model": cfg.model or "bundled MiniLM-L6", "held-out data": held_out})
+    held_out = cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"
+    # the same report as `rewardkit eval --report`, for the held-out data (objectives that draw one)
+    page = final and objective.write_report(out / "report", final,
+                                            {"model": cfg.model or "bundled MiniLM-L6", "held-out data": held_out})
+    if page:
         run.say(f"evaluation report: {page}")
     counts, facts = objective.summary()
     summary = {"steps": job.plan.total_steps, f"{objective.unit}_seen": state.seen, **counts,

@@ -118,8 +118,9 @@ def fresh_accelerate_state() -> Iterator[None]:
 
 def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None],
               trackers: dict[str, Any] | None = None) -> Run:
-    """The accelerator (with the --report-to ``trackers``), the output directory (checked, then
-    prepared) and the resume point."""
+    """The accelerator (with the --report-to ``trackers``), the output directory (checked, not yet
+    touched: `prepare_output` does that once the data and model are known to be good) and the
+    resume point."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=precision.mixed_precision, **(trackers or {}))
@@ -137,10 +138,16 @@ def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]
         check_resume(run.saved, cfg, run.world, resume_from)
     elif cfg.resume:
         run.say(f"--resume: no checkpoint in {out} yet; starting from step 0")
-    accelerator.wait_for_everyone()  # every process has looked before the main process changes anything
-    if run.main:
-        prepare_output_dir(cfg, out)
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
     return run
+
+
+def prepare_output(run: Run) -> None:
+    """Create and clear the output directory (`prepare_output_dir`), once every process has looked at
+    it and the run's data and model have loaded: a bad input stops the run before anything in the
+    directory changes."""
+    run.accelerator.wait_for_everyone()
+    if run.main:
+        prepare_output_dir(run.cfg, run.out)

@@ -1,10 +1,10 @@
 """Train a reward model: `train` runs the phases of a run in order, for every objective.
 
-    start_run -> objective.load -> objective.load_model -> objective.encode -> plan_run -> build_job
-              -> restore -> fit -> final_evaluation -> publish
+    [sft_stage] -> start_run -> objective.load -> objective.load_model -> objective.encode -> prepare_output
+                -> plan_run -> build_job -> restore -> fit -> final_evaluation -> publish
 
 What is learned is the objective's (`rewardkit.training.objectives`: pairwise comparisons, rated
-attributes); everything else is this one path: the accelerator and output directory
+attributes, SFT, generative verdicts); everything else is this one path: the accelerator and output directory
 (`rewardkit.training.startup`), the plan of micro-batches (`rewardkit.training.batch_plan`), the
 network and optimizer built here, the loop (`rewardkit.training.loop`) and the output directory
 (`rewardkit.training.publish`). Never lose a run: checkpoints are atomic, SIGINT/SIGTERM checkpoint
@@ -16,24 +16,26 @@ accelerate provides DDP/FSDP/DeepSpeed and mixed precision; rewardkit never reim
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from rewardkit.config import TrainConfig, to_dict
-from rewardkit.model.backbone import make_encoder
 from rewardkit.model.lora import apply_lora, save_trainable_only
 from rewardkit.model.precision import resolve_precision
 from rewardkit.model.prefix_sharing import resolve_prefix_sharing
 from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
 from rewardkit.training.loop import TrainingJob, fit, restore
 from rewardkit.training.objectives import Objective, objective_for
+from rewardkit.training.output_dir import check_output_dir
 from rewardkit.training.publish import final_evaluation, publish
 from rewardkit.training.resume import check_resume_data
 from rewardkit.training.sharding import configure_deepspeed, full_weights
-from rewardkit.training.startup import Run, fresh_accelerate_state, run_device_type, start_run
+from rewardkit.training.startup import Run, fresh_accelerate_state, prepare_output, run_device_type, start_run
 from rewardkit.training.tracking import MetricsLog, accelerator_kwargs, finishing, start_trackers
 
 
@@ -58,6 +60,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     or gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
     cfg.validate()
+    if cfg.sft_epochs:
+        cfg = sft_stage(cfg, log)
     trackers = accelerator_kwargs(cfg)  # a missing tracker package fails here, before any work
     started = time.time()
     precision = resolve_precision(cfg.precision, run_device_type())
@@ -67,10 +71,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             objective = objective_for(cfg)
             objective.load(run)  # bad data fails before the model is loaded
             model, tokenizer = objective.load_model()
-            objective.encode(run, make_encoder(model, tokenizer, cfg.max_length))
+            objective.encode(run, objective.encoder(model, tokenizer))
             fingerprint = objective.fingerprint()
             if run.saved is not None:
                 check_resume_data(run.saved, fingerprint, run.resume_from, objective.legacy_fingerprint)
+            prepare_output(run)  # only now: bad data, a wrong model or a bad setting changed nothing
             share = decide_prefix_sharing(cfg, run, objective, model, tokenizer.pad_token_id)
             plan = plan_run(cfg, run, objective, share)
             job = build_job(cfg, run, objective, model, plan, share, tokenizer.pad_token_id, fingerprint)
@@ -87,13 +92,29 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                        resumed_from_step=int(run.saved["step"]) if run.saved else 0, train_seconds=train_seconds)
 
 
+def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
+    """``--sft-epochs``: train the SFT stage in OUTPUT_DIR/sft (on ``--resume``: finish it, or skip it once
+    finished) and return the reward model's settings, which start from its weights (LoRA runs: from
+    its merged weights). The SFT stage shares every setting but those only a reward model has."""
+    check_output_dir(cfg)  # a reward model's directory that would be refused is refused now, not after SFT
+    sft_dir = Path(cfg.output_dir) / "sft"
+    if cfg.resume and (sft_dir / "eval.json").is_file():
+        log(f"SFT stage: finished in {sft_dir}; training the reward model from it")
+    else:
+        log(f"SFT stage: {cfg.sft_epochs:g} epoch(s) of --objective sft in {sft_dir}, then the reward model from it")
+        train(dataclasses.replace(cfg, objective="sft", epochs=cfg.sft_epochs, sft_epochs=0.0, output_dir=str(sft_dir),
+                                  merge=bool(cfg.lora_r), loss="bt", balance_per_prompt=False, center_coef=0.0,
+                                  resume="latest" if cfg.resume else None), log)
+    return dataclasses.replace(cfg, model=str(sft_dir / "merged" if cfg.lora_r else sft_dir))
+
+
 def decide_prefix_sharing(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.Module,
                           pad_id: int) -> bool:
     """--prefix-sharing for objectives whose batches may share a prompt (decoders that pass the probe)."""
     if not objective.prefix_sharing:
         return False
     with full_weights(model):  # ZeRO-3 partitions the backbone as it loads; the probe needs it whole
-        return resolve_prefix_sharing(cfg.prefix_sharing, model, pad_id, cfg.max_length, run.say)
+        return resolve_prefix_sharing(cfg.prefix_sharing, objective.net(model), pad_id, cfg.max_length, run.say)
 
 
 def plan_run(cfg: TrainConfig, run: Run, objective: Objective, share: bool) -> TrainingPlan:

@@ -37,6 +37,7 @@ from torch import nn
 
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.encoder import Encoded, Encoder
+from rewardkit.model.backbone import make_encoder
 from rewardkit.model.batching import Batch
 from rewardkit.model.net import RewardNet
 
@@ -60,6 +61,7 @@ class Objective:
     term_weights: dict[str, float] = {}  # loss term -> its weight in the objective's loss
     prefix_sharing = False  # whether its batches may encode a comparison's prompt once (decoders)
     length_grouped = True  # micro-batches of similar length (little padding); False: drawn at random
+    reward_statistics = True  # whether the saved model gets reward statistics (a language model has none)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -74,6 +76,10 @@ class Objective:
     def load_model(self) -> tuple[nn.Module, Any]:
         """The backbone with this objective's head, and its tokenizer."""
         raise NotImplementedError
+
+    def encoder(self, model: nn.Module, tokenizer: Any) -> Encoder:
+        """How this objective lays out and truncates text for ``model`` (`rewardkit.model.backbone.make_encoder`)."""
+        return make_encoder(model, tokenizer, self.cfg.max_length)
 
     def encode(self, run: Any, encoder: Encoder) -> None:
         """Tokenize both sides; afterwards `items` holds the training items."""
@@ -147,9 +153,9 @@ class Objective:
         """``config.rewardkit.loss``: what the model was trained with."""
         return self.cfg.loss
 
-    def write_report(self, path: Path, evaluation: Evaluation, details: dict[str, str]) -> Path:
-        """The held-out HTML report under ``path``; returns the page."""
-        raise NotImplementedError
+    def write_report(self, path: Path, evaluation: Evaluation, details: dict[str, str]) -> Path | None:
+        """The held-out HTML report under ``path``; returns the page, or None for an objective without one."""
+        return None
 
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """eval.json's objective-specific fields: (data counts, run facts)."""
