@@ -127,12 +127,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         print_attribute_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['responses']} "
                                 "rated responses):")
-    elif result.eval_metrics:
+    elif result.eval_metrics and "pairs" in result.eval_metrics:
         _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
+    elif result.eval_metrics:  # an SFT model's perplexity, a generative model's verdict accuracy
+        print("held-out evaluation:")
+        for key, value in result.eval_metrics.items():
+            print(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
     else:
         print("no held-out data (every pair was trained on): pass --eval-split 0.1 or --eval-data FILE for "
               "held-out metrics, or run `rewardkit eval OUT FILE` later")
-    print(f"trained {result.steps} steps on {result.pairs_seen} comparisons in {result.seconds:.0f}s; "
+    items = {"sft": "(prompt, chosen response) examples"}.get(cfg.objective, "comparisons")
+    print(f"trained {result.steps} steps on {result.pairs_seen} {items} in {result.seconds:.0f}s; "
           f"{result.truncated} truncated, 0 dropped")
     print(f"model saved to {result.output_dir}")
     return 0

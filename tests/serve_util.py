@@ -116,3 +116,19 @@ class Server:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def spread_causal_llama(root: Path) -> Path:
+    """A 2-layer causal Llama (the conftest BPE tokenizer) with a wide initialisation: a base for SFT and
+    generative reward models whose log-odds differ visibly between texts."""
+    from conftest import _bpe_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _bpe_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(root)
+    tok.save_pretrained(root)
+    return root

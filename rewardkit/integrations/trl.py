@@ -47,7 +47,7 @@ class TRLReward:
                  batch_size: int = 32, api_key: str | None = None, device: str | None = None,
                  dtype: Any = None, client_options: dict[str, Any] | None = None):
         self.scorer = RewardSource(source, normalize=normalize, batch_size=batch_size, api_key=api_key,
-                             device=device, dtype=dtype, client_options=client_options)
+                                   device=device, dtype=dtype, client_options=client_options)
         self.__name__ = name  # TRL: get_callable_name(f) reads __name__, logs rewards/<name>/mean
         self.last_call: dict[str, Any] | None = None
 

@@ -154,8 +154,9 @@ def load_causal_lm(name: str | None, dropout: bool = False, what: str = "--objec
 
     path = check_decoder_only(name, what)
     config, tokenizer = _config_and_tokenizer(path, dropout)
-    model = AutoModelForCausalLM.from_pretrained(path, config=config)
-    model.rewardkit_fresh_modules = []
+    model, info = AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True)
+    # a checkpoint without an LM head (a sequence classifier) gets a fresh one: under LoRA it trains in full
+    model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     _finish(model, tokenizer, dropout, decoder=True)
     return model, tokenizer
 
@@ -174,8 +175,15 @@ def setup_pad_token(model: nn.Module, tokenizer: Any, decoder: bool | None = Non
     # also when the tokenizer itself brought tokens the checkpoint has no rows for (e.g. Qwen2's
     # tokenizer class adding <|endoftext|> as pad to a small vocabulary): an id past the
     # embedding table would crash the first padded batch
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer))
+        if is_causal_lm(model):
+            # the LM head's new rows take part in every softmax: zeros, not transformers' random ones, so a
+            # run, its checkpoints' exports and a LoRA adapter's reload (head frozen) share them exactly
+            with torch.no_grad():
+                for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+                    layer.weight[rows:] = 0.0
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
 

@@ -114,21 +114,10 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-@pytest.mark.slow
-def test_regression_two_processes_killed_and_resumed_match_one_process(tmp_path: Path, bert_dir: Path) -> None:
-    """--objective regression on five synthetic attributes under `accelerate launch` (2 CPU processes):
-    SIGKILLed after its first checkpoint, resumed, it ends where one process with the same global batch
-    (grad_accum 2) ends: losses, held-out metrics and checkpoints."""
+def _kill_after_first_checkpoint_then_resume(out: Path, common: dict) -> None:
+    """Launch on 2 processes, SIGKILL everything once checkpoint-2 is complete, then --resume to the end."""
     import time
 
-    train_csv, test_csv = _synthetic_attributes(tmp_path)
-    attributes = "helpfulness,correctness,coherence,complexity,verbosity"
-    common = dict(model=str(bert_dir), objective="regression", train_data=str(train_csv), eval_data=str(test_csv),
-                  score_column=attributes, score_range="0:4", batch_size=4, lr=3e-3, max_length=64, precision="fp32",
-                  logging_steps=1, seed=2, save_steps=2, save_total_limit=0, epochs=2)
-    single = train(TrainConfig(output_dir=str(tmp_path / "one"), grad_accum=2, **common), log=lambda _m: None)
-
-    out = tmp_path / "two"
     proc = _launch(out, common)
     deadline = time.time() + 300
     while not (out / "checkpoint-2" / "trainer_state.json").is_file():
@@ -137,19 +126,62 @@ def test_regression_two_processes_killed_and_resumed_match_one_process(tmp_path:
         time.sleep(0.02)
     _kill_tree(proc)
     assert not (out / "eval.json").exists(), "killed too late: the run had already finished"
-
     resumed = _launch(out, common, "--resume")
     stdout, stderr = resumed.communicate(timeout=540)
     assert resumed.returncode == 0, stderr[-4000:]
     assert "resumed from" in stderr and stdout.count("model saved to") == 1
 
+
+def _same_training_curve(one_dir: Path, two_dir: Path, steps: int, seen: str) -> None:
     rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    one = [r for r in rows(tmp_path / "one") if r["split"] == "train"]
-    two = [r for r in rows(out) if r["split"] == "train"]
-    assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, single.steps + 1))
-    assert [r["rows_seen"] for r in two] == [r["rows_seen"] for r in one]
+    one = [r for r in rows(one_dir) if r["split"] == "train"]
+    two = [r for r in rows(two_dir) if r["split"] == "train"]
+    assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, steps + 1))
+    assert [r[seen] for r in two] == [r[seen] for r in one]
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-4)
     assert one[-1]["loss"] < one[0]["loss"]  # the curve being compared actually moves
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["sft", "generative"])
+def test_lm_objectives_two_processes_killed_and_resumed_match_one_process(tmp_path: Path, llama_dir: Path,
+                                                                        objective: str) -> None:
+    """--objective sft and generative under `accelerate launch` (2 CPU processes), SIGKILLed after the first
+    checkpoint and resumed, end where one process with grad_accum 2 ends: every logged loss and every final
+    weight within 1e-4."""
+    from safetensors.torch import load_file
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", pairs_records(64))
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", pairs_records(80)[64:])
+    common = dict(model=str(llama_dir), objective=objective, train_data=str(train_file), eval_data=str(eval_file),
+                  batch_size=4, lr=3e-3, max_length=64, precision="fp32", logging_steps=1, seed=4, save_steps=2,
+                  save_total_limit=0, epochs=4, **({"verdict_tokens": " good, bad"} if objective == "generative" else {}))
+    single = train(TrainConfig(output_dir=str(tmp_path / "one"), grad_accum=2, **common), log=lambda _m: None)
+    out = tmp_path / "two"
+    _kill_after_first_checkpoint_then_resume(out, common)
+    _same_training_curve(tmp_path / "one", out, single.steps, "responses_seen" if objective == "sft" else "pairs_seen")
+    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    summary = json.loads((out / "eval.json").read_text())
+    key = "perplexity" if objective == "sft" else "mean_margin"
+    assert summary["eval"][key] == pytest.approx(single.eval_metrics[key], rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_regression_two_processes_killed_and_resumed_match_one_process(tmp_path: Path, bert_dir: Path) -> None:
+    """--objective regression on five synthetic attributes under `accelerate launch` (2 CPU processes):
+    SIGKILLed after its first checkpoint, resumed, it ends where one process with the same global batch
+    (grad_accum 2) ends: losses, held-out metrics and checkpoints."""
+    train_csv, test_csv = _synthetic_attributes(tmp_path)
+    attributes = "helpfulness,correctness,coherence,complexity,verbosity"
+    common = dict(model=str(bert_dir), objective="regression", train_data=str(train_csv), eval_data=str(test_csv),
+                  score_column=attributes, score_range="0:4", batch_size=4, lr=3e-3, max_length=64, precision="fp32",
+                  logging_steps=1, seed=2, save_steps=2, save_total_limit=0, epochs=2)
+    single = train(TrainConfig(output_dir=str(tmp_path / "one"), grad_accum=2, **common), log=lambda _m: None)
+
+    out = tmp_path / "two"
+    _kill_after_first_checkpoint_then_resume(out, common)
+    _same_training_curve(tmp_path / "one", out, single.steps, "rows_seen")
 
     summary = json.loads((out / "eval.json").read_text())
     assert summary["resumed_from_step"] >= 2 and summary["rows_seen"] == single.pairs_seen

@@ -149,3 +149,22 @@ def test_regression_run_reports_to_tensorboard(bert_dir: Path, tmp_path: Path) -
     assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
     assert [e.step for e in acc.Scalars("eval/mean_spearman")] == [r["step"] for r in eval_rows]
     assert len(eval_rows) >= 2
+
+
+@pytest.mark.parametrize("objective, eval_key", [("sft", "eval/perplexity"), ("generative", "eval/accuracy")])
+def test_lm_objectives_report_to_tensorboard(llama_dir: Path, tmp_path: Path, objective: str, eval_key: str) -> None:
+    """--objective sft and generative feed TensorBoard the metrics.jsonl scalars too."""
+    from conftest import pairs_records, write_jsonl
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(24))
+    out = tmp_path / "out"
+    train(TrainConfig(model=str(llama_dir), objective=objective, train_data=str(data), output_dir=str(out),
+                      eval_split=0.25, max_length=64, batch_size=4, epochs=2, logging_steps=1, eval_steps=4,
+                      precision="fp32", report_to="tensorboard", verdict_tokens=" good, bad"), log=lambda _m: None)
+    acc = EventAccumulator(str(out / "rewardkit"))
+    acc.Reload()
+    assert {"train/loss", eval_key} <= set(acc.Tags()["scalars"])
+    train_rows, eval_rows = _records(out, "train"), _records(out, "eval")
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
+    assert [e.step for e in acc.Scalars(eval_key)] == [r["step"] for r in eval_rows] and len(eval_rows) >= 2
