@@ -252,7 +252,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     # stdout carries the records, so the bar (on stderr) shows only where someone watches it
-    with tqdm(total=len(encoded), desc="score", unit="rec", disable=cfg.output is None and not sys.stderr.isatty()) as bar:
+    watched = cfg.output is not None or sys.stderr.isatty()
+    with tqdm(total=len(encoded), desc="score", unit="rec", disable=not watched) as bar:
         if rm.regression is None:
             rewards, attributes = rm.rewards_for(encoded, cfg.batch_size, bar), None
         else:  # regression model: the combined reward and each attribute, from one forward pass

@@ -1,24 +1,29 @@
 """A synthetic task where language modelling of the good answers teaches what the reward model must judge.
 
-A fixed, seeded "successor" permutation of SYMBOLS symbols is the hidden rule. A prompt is a few
+A fixed, seeded "successor" permutation of SYMBOLS (96) symbols is the hidden rule. A prompt is a few
 random symbols; a good answer continues from the prompt's last symbol by the rule, step after step
-(``s3 -> succ(s3) -> succ(succ(s3)) ...``); a bad answer is the same chain with CORRUPT of its steps
-replaced by a wrong symbol. A reward model has to notice broken steps anywhere in the answer. A
-model fine-tuned to write the good answers (``--objective sft``) has learned the rule as next-token
-prediction, so a reward model started from it should judge better after the same number of
-reward-model steps than one started from the untrained base.
+(``s3 -> succ(s3) -> succ(succ(s3)) ...``, 8 steps); a bad answer is the same chain with CORRUPT (1)
+of its steps replaced by a wrong symbol. A reward model has to notice a broken step anywhere in the
+answer, and learning the 96-entry rule from one bit per pair is slow. A model fine-tuned to write
+the good answers (``--objective sft``) has learned the rule as next-token prediction: with tied
+input and output embeddings its state after a symbol points at the embedding of the symbol that
+should follow, which a reward model can compare with the one that does. So a reward model started
+from it should judge better after the same number of reward-model steps than one started from the
+untrained base.
 
 Everything is local: a word-level tokenizer whose every symbol is one token (with ``yes``/``no`` and
-the words of a verdict question, for ``--objective generative``) and a randomly initialised 2-layer
-Llama (hidden 64), both written to ``OUT``, plus ``train.jsonl`` / ``test.jsonl`` pairs::
+the words of a verdict question, for ``--objective generative``) and a seeded random 4-layer Llama
+(hidden 64, tied embeddings), written to ``OUT/base-SEED``, plus ``train.jsonl`` (2,000 pairs) and
+``test.jsonl`` (500)::
 
-    python scripts/synthetic_sft.py --out /tmp/succ                       # data, tokenizer, base model
-    python scripts/synthetic_sft.py --out /tmp/succ --experiment sft      # RM from base vs from SFT, 3 seeds
+    python scripts/synthetic_sft.py --out /tmp/succ                           # data, tokenizer, base model
+    python scripts/synthetic_sft.py --out /tmp/succ --experiment sft          # RM from base vs from SFT
     python scripts/synthetic_sft.py --out /tmp/succ --experiment generative   # a generative RM on it
 
-``--experiment sft`` trains, per seed, a reward model from the base and one from an SFT model of
-the same seed (``--sft-epochs`` epochs on the chosen answers), both for ``--rm-steps`` optimizer
-steps on the same pairs, and prints held-out accuracy per seed, the mean and the spread.
+``--experiment sft`` trains, per seed (default 0 1 2), a reward model from the base and one from an
+SFT model of the same seed (``--sft-epochs`` 2 on the chosen answers), both for ``--rm-steps`` (100)
+optimizer steps on the same pairs at ``--rm-lr`` 1e-3, and prints held-out accuracy per seed, the
+means, the seeds' spread (the larger max - min of the two) and whether the two sets overlap.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SYMBOLS = 24
+SYMBOLS = 96
 PROMPT_LEN = 3
 ANSWER_LEN = 8
 CORRUPT = 1
-LAYERS = 2
+LAYERS = 4
 HIDDEN = 64
+TIED = True
 TEMPLATE = " question : is the answer correct ? answer :"
 VERDICT = " yes, no"
 WORDS = ["question", ":", "is", "the", "answer", "correct", "?", "yes", "no"]
@@ -94,7 +100,8 @@ def write_tokenizer_and_base(out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
                                          num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
-                                         max_position_embeddings=64, bos_token_id=0, eos_token_id=1))
+                                         max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
+                                         tie_word_embeddings=TIED))
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
@@ -119,7 +126,8 @@ def rm_run(out: Path, model: Path, name: str, args: argparse.Namespace, seed: in
                                output_dir=str(out / "runs" / name), overwrite=True, epochs=epochs,
                                batch_size=args.batch_size, lr=args.rm_lr, max_length=64, precision="fp32", seed=seed,
                                warmup_ratio=0.1, logging_steps=10, **extra), log=lambda m: None)
-    return {"accuracy": result.eval_metrics["accuracy"], "steps": result.steps, "seconds": round(time.time() - started, 1)}
+    return {"accuracy": result.eval_metrics["accuracy"], "steps": result.steps,
+            "seconds": round(time.time() - started, 1)}
 
 
 def sft_experiment(out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -148,9 +156,10 @@ def sft_experiment(out: Path, args: argparse.Namespace) -> dict[str, Any]:
                         "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
     gaps = [r["from_sft"] - r["base"] for r in rows]
     summary["gap"] = {"mean": statistics.fmean(gaps), "min": min(gaps)}
-    spread = max(summary["base"]["max"] - summary["base"]["min"], summary["from_sft"]["max"] - summary["from_sft"]["min"])
-    summary["gap_exceeds_spread"] = summary["gap"]["mean"] > spread
-    summary["spread"] = spread
+    # the seeds' spread: the larger range (max - min) of the two conditions
+    summary["spread"] = max(summary[k]["max"] - summary[k]["min"] for k in ("base", "from_sft"))
+    summary["gap_exceeds_spread"] = summary["gap"]["mean"] > summary["spread"]
+    summary["no_overlap"] = summary["from_sft"]["min"] > summary["base"]["max"]
     return summary
 
 
@@ -174,7 +183,7 @@ def main() -> int:
     ap.add_argument("--test", type=int, default=500, help="held-out pairs")
     ap.add_argument("--experiment", choices=["sft", "generative"], default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--rm-steps", type=int, default=60, help="reward-model optimizer steps, the same for every run")
+    ap.add_argument("--rm-steps", type=int, default=100, help="reward-model optimizer steps, the same for every run")
     ap.add_argument("--sft-epochs", type=float, default=2.0)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3, help="SFT learning rate")
@@ -183,8 +192,9 @@ def main() -> int:
     ap.add_argument("--corrupt", type=int, default=CORRUPT, help="broken steps in each rejected answer")
     ap.add_argument("--layers", type=int, default=LAYERS, help="layers of the tiny Llama")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="hidden size of the tiny Llama")
+    ap.add_argument("--untied", dest="tied", action="store_false", help="separate input and output embeddings")
     args = ap.parse_args()
-    globals().update(SYMBOLS=args.symbols, CORRUPT=args.corrupt, LAYERS=args.layers, HIDDEN=args.hidden)
+    globals().update(SYMBOLS=args.symbols, CORRUPT=args.corrupt, LAYERS=args.layers, HIDDEN=args.hidden, TIED=args.tied)
     write_data(args.out, args.train, args.test)
     if args.experiment is None:
         write_tokenizer_and_base(args.out, args.seeds[0])

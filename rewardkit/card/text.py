@@ -196,7 +196,8 @@ def _data_text(settings: dict[str, Any], summary: dict[str, Any]) -> list[str]:
                        ("train_responses", "training (prompt, chosen response) examples"),
                        ("responses_seen", "responses seen in training"),
                        ("eval_responses", "held-out (prompt, chosen response) examples"),
-                       ("train_answers", "training answers with a verdict"), ("answers_seen", "answers seen in training"),
+                       ("train_answers", "training answers with a verdict"),
+                       ("answers_seen", "answers seen in training"),
                        ("eval_answers", "held-out answers with a verdict"),
                        ("steps", "optimizer steps"), ("checkpoint_step", "exported from checkpoint at step")]:
         if key in summary:
