@@ -72,10 +72,16 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
             raise UsageError(f"{src}: its weights do not match the model its configuration describes")
     if cfg.lora_r and merge:
         model = model.merge_and_unload()
-    reg = _regression_head(model, regression, folded=not (cfg.lora_r and not merge), where=src) if regression else None
-    loss = reg.objective if reg else "sft" if cfg.objective == "sft" else cfg.loss
-    extra = (reg.to_meta() if reg else {"objective": cfg.objective, "verdict": state["verdict"]}
-             if cfg.objective == "generative" else {"objective": "sft"} if cfg.objective == "sft" else {})
+    # what the objective saves with a model, without the run's reward statistics (computed at its end)
+    if regression:
+        extra = _regression_head(model, regression, folded=not (cfg.lora_r and not merge), where=src).to_meta()
+    elif cfg.objective == "generative":
+        extra = {"objective": "generative", "verdict": state["verdict"]}
+    elif cfg.objective == "sft":
+        extra = {"objective": "sft"}
+    else:
+        extra = {}
+    loss = state.get("loss_name") or (regression.get("objective", "regression") if regression else cfg.loss)
     meta = model_meta(cfg.max_length, loss, checkpoint_step=state.get("step"), **extra)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -87,7 +93,7 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.rename(out)
-    seen = {"rows_seen": state["rows_seen"]} if "rows_seen" in state else {"pairs_seen": state.get("pairs_seen")}
+    seen = {k: v for k, v in state.items() if k.endswith("_seen")}  # pairs_seen, rows_seen, responses_seen, ...
     write_card(out, {**state.get("config", {})}, {"checkpoint_step": state.get("step"), **seen})
     return out
 

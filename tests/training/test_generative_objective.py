@@ -179,3 +179,23 @@ def test_cli_eval_with_report_and_score(gen_run: tuple[Path, Path], tmp_path: Pa
     rm = RewardModel.from_pretrained(out, device="cpu", dtype="fp32")
     got = [json.loads(x)["reward"] for x in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert got == pytest.approx([rm.score(p, r) for p, r in PROBES], abs=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_checkpoint_export_scores_like_the_final_model(spread_base: Path, tmp_path: Path, lora: bool) -> None:
+    """`rewardkit export OUT/checkpoint-N` of a generative run is a generative model again (verdict kept;
+    a LoRA checkpoint as an adapter and merged), scoring as the run's final model does."""
+    from rewardkit.model.artifacts import read_meta
+    from rewardkit.training.export import export
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(12))
+    out = tmp_path / "out"
+    result = train(gen_cfg(spread_base, data, out, epochs=1, eval_split=0.0, save_steps=1, lora_r=4 if lora else 0),
+                   log=lambda m: None)
+    want = [RewardModel.from_pretrained(out, device="cpu", dtype="fp32").score(p, r) for p, r in PROBES]
+    for merge in ([False, True] if lora else [False]):
+        exported = export(out / f"checkpoint-{result.steps}", tmp_path / f"exported-{merge}", merge=merge)
+        meta = read_meta(exported)
+        assert meta["objective"] == "generative" and meta["verdict"]["answers"] == [" good", " bad"]
+        rm = RewardModel.from_pretrained(exported, device="cpu", dtype="fp32")
+        assert [rm.score(p, r) for p, r in PROBES] == pytest.approx(want, abs=1e-5)

@@ -162,8 +162,8 @@ class Objective:
         raise NotImplementedError
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        """Extra trainer-state fields (what `rewardkit export` needs to turn a checkpoint into a model)."""
-        return {}
+        """Extra trainer-state fields: what `rewardkit export` needs to turn a checkpoint into a model."""
+        return {"loss_name": self.loss_name}
 
     def tracker_config(self) -> dict[str, Any]:
         """Extra hyperparameters for the --report-to trackers."""

@@ -73,7 +73,7 @@ class GenerativeObjective(PairwiseObjective):
     def checkpoint_meta(self) -> dict[str, Any]:
         """What `rewardkit export` needs to write a checkpoint as a generative model: the verdict."""
         assert self.verdict is not None
-        return {"verdict": self.verdict.to_meta()}
+        return {**super().checkpoint_meta(), "verdict": self.verdict.to_meta()}
 
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
         counts, facts = super().summary()

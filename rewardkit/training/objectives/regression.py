@@ -247,7 +247,7 @@ class RegressionObjective(Objective):
         return counts, {"objective": self.cfg.objective, "attributes": self.attributes}
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"regression": self.meta(folded=False)}
+        return {**super().checkpoint_meta(), "regression": self.meta(folded=False)}
 
     def tracker_config(self) -> dict[str, Any]:
         return {"attributes": ",".join(self.attributes)}
