@@ -194,24 +194,10 @@ def test_fuzz_500_malformed_requests(model_dir: Path) -> None:
     assert "Traceback" not in server.output() and "internal error" not in server.output()
 
 
-def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
-    """Batches wait up to 2 s for company, so requests are surely waiting when SIGTERM arrives."""
-    rm = RewardModel.from_pretrained(model_dir, device="cpu")
-    server = Server(model_dir, "--max-wait-ms", "2000", key=KEY)
-    body = {"prompt": "Is this served?", "response": "Yes, every accepted request is answered."}
-    want = rm.score(body["prompt"], body["response"])
-    # one 8-item request: the batcher now expects 8 items per batch, so a lone single-item request
-    # waits (up to 2 s) for company; its client gives up first and it is dropped, never computed
-    assert server.post("/score", [body] * 8).status_code == 200
-    with pytest.raises(httpx.TimeoutException):
-        httpx.post(server.url + "/score", json=body, headers=server.headers, timeout=0.5)
-    for _ in range(50):
-        metrics = httpx.get(server.url + "/metrics", headers=server.headers).text
-        if "rewardkit_dropped_total 1" in metrics:
-            break
-        time.sleep(0.1)
-    assert "rewardkit_dropped_total 1" in metrics and "rewardkit_items_total 8\n" in metrics, metrics
-
+def _sigterm_under_load(server: Server, body: dict, want: float, earlier: dict[str, int]) -> int:
+    """16 closed-loop clients, SIGTERM once a request has been waiting 20 ms, then check by the server's own
+    count that every request that reached the application was answered (``earlier``: what it had answered
+    before this phase). Returns how many answered requests were in flight when SIGTERM arrived."""
     outcomes: list[tuple[float, str, Any]] = []
     ended: list[tuple[float, float]] = []  # (start, end) of answered requests
     stop = threading.Event()
@@ -255,13 +241,14 @@ def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
     server.stop()
     assert code == 0, server.output()
     # What reached the application, by the server's own count: its last line lists requests by route
-    # and status. Before this phase /score saw the 8-item request (200) and the dropped one (499).
+    # and status, to be what this phase answered on top of `earlier`.
     final = re.search(r"stopped after answering every accepted request \(requests by route and status: (.*)\)",
                       server.output())
     assert final, server.output()
     counts = {k: int(v) for k, v in re.findall(r"(/score \d+)=(\d+)", final.group(1))}
     answered = [o for o in outcomes if o[1] == "answered"]
-    assert counts == {"/score 200": 1 + len(answered), "/score 499": 1}, (counts, len(answered))
+    want_counts = {**earlier, "/score 200": earlier.get("/score 200", 0) + len(answered)}
+    assert counts == want_counts, (counts, len(answered))
     # so a failure never hid a request the application had taken: those connections were refused,
     # reset, or closed by the shutdown before their request was read (the client may retry them)
     before = [o for o in outcomes if o[0] < sigterm_at[0]]
@@ -273,6 +260,34 @@ def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
             status, rewards = detail
             assert status == 200 and len(rewards) == 1 and abs(rewards[0] - want) <= 1e-4
     in_flight = [s for s, e in ended if s < sigterm_at[0] < e]
-    assert in_flight, "no request was in flight when SIGTERM arrived"
     answered_late = [o for o in outcomes if o[0] >= sigterm_at[0] - 0.05 and o[1] == "answered"]
     assert all(d[0] == 200 for _, _, d in answered_late)
+    return len(in_flight)
+
+
+def test_disconnect_drop_and_sigterm_drain(model_dir: Path) -> None:
+    """Batches wait up to 2 s for company, so requests are surely waiting when SIGTERM arrives."""
+    rm = RewardModel.from_pretrained(model_dir, device="cpu")
+    server = Server(model_dir, "--max-wait-ms", "2000", key=KEY)
+    body = {"prompt": "Is this served?", "response": "Yes, every accepted request is answered."}
+    want = rm.score(body["prompt"], body["response"])
+    # one 8-item request: the batcher now expects 8 items per batch, so a lone single-item request
+    # waits (up to 2 s) for company; its client gives up first and it is dropped, never computed
+    assert server.post("/score", [body] * 8).status_code == 200
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/score", json=body, headers=server.headers, timeout=0.5)
+    for _ in range(50):
+        metrics = httpx.get(server.url + "/metrics", headers=server.headers).text
+        if "rewardkit_dropped_total 1" in metrics:
+            break
+        time.sleep(0.1)
+    assert "rewardkit_dropped_total 1" in metrics and "rewardkit_items_total 8\n" in metrics, metrics
+
+    # SIGTERM must find a request in flight for the drain to be exercised; on a loaded machine every
+    # client may be between requests at that instant, so the phase runs again on a fresh server (up to 3)
+    exercised = _sigterm_under_load(server, body, want, {"/score 200": 1, "/score 499": 1})
+    for _ in range(2):
+        if exercised:
+            break
+        exercised = _sigterm_under_load(Server(model_dir, "--max-wait-ms", "2000", key=KEY), body, want, {})
+    assert exercised, "no request was in flight when SIGTERM arrived, in three tries"
