@@ -9,6 +9,10 @@ decoder path that runs the backbone and head separately:
   whatever the padding side; packed rows (prefix sharing) arrive with a 4D attention mask;
 * encoders: the model pools natively; BERT classifiers take the exact [CLS]-only last layer.
 
+Readouts other than a score head read the language-model head at the same positions:
+`VerdictNet` (a generative reward model's yes/no log-odds) and `TokenLogProbNet` (SFT's token
+log-probabilities, read at every position that predicts a response token).
+
 The reward head runs in fp32 (outside autocast), so bf16 training only rounds the backbone.
 On CPU each batch runs in length-sorted row chunks (`rewardkit.model.fast_paths`), also exact.
 """

@@ -35,7 +35,7 @@ def final_evaluation(run: Run, job: TrainingJob) -> tuple[Evaluation | None, dic
     """(held-out evaluation, reward statistics) of the trained network.
 
     The statistics (mean/std for ``--normalize``) come from the held-out rewards, or without held-out
-    data from a seeded sample of training items.
+    data from a seeded sample of training items; none for an objective without rewards (SFT).
     """
     final = evaluate_now(run, job, job.plan.total_steps)
     if not job.objective.reward_statistics:

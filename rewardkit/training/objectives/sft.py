@@ -63,9 +63,6 @@ class SFTObjective(PairwiseObjective):
     def load_model(self) -> tuple[nn.Module, Any]:
         return load_causal_lm(self.cfg.model, dropout=self.cfg.dropout, what="--objective sft")
 
-    def prompt_groups(self) -> list[list[int]]:
-        return [[i] for i in range(len(self.items))]
-
     def net(self, model: nn.Module) -> nn.Module:
         return TokenLogProbNet(model)
 
