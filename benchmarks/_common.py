@@ -87,6 +87,13 @@ def machine() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: this checkout first on PYTHONPATH, and whatever was there
+    after it (packages installed with ``pip --target`` must not vanish in the child)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_child(argv: list[str], timeout: float | None = None) -> dict[str, Any]:
     """Run ``python argv...`` in a fresh process; its last stdout line is a JSON result.
 
@@ -94,7 +101,7 @@ def run_child(argv: list[str], timeout: float | None = None) -> dict[str, Any]:
     or thread pools from affecting the other.
     """
     proc = subprocess.run([sys.executable, *argv], stdout=subprocess.PIPE, stderr=None, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=timeout, cwd=ROOT, env=child_env())
     if proc.returncode != 0:
         raise SystemExit(f"child {' '.join(argv[:3])} ... failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

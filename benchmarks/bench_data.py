@@ -191,7 +191,7 @@ def child_trl(path: str, num_proc: int | None, hf_cache: str) -> dict[str, Any]:
 
 def run(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONPATH": str(common.ROOT), **env}, cwd=common.ROOT)
+                          env=common.child_env(**env), cwd=common.ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"child {argv} failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

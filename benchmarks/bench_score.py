@@ -34,16 +34,21 @@ import _common as common  # noqa: E402
 
 
 def per_item_loop(model: Any, tok: Any, items: list[tuple[str, str]], max_length: int, pair: bool) -> list[float]:
+    """One forward per item, as a scoring loop is usually written: encoders get the sentence pair,
+    decoders ``prompt + response`` followed by the EOS the model was trained to be read at (a loop
+    without it reads another token, and its "agreement" with rewardkit would mean nothing)."""
     import torch
 
+    device = next(model.parameters()).device
     out = []
     for prompt, response in items:
         if pair:
             inputs = tok(prompt, response, truncation=True, max_length=max_length, return_tensors="pt")
         else:
-            inputs = tok(prompt + response, truncation=True, max_length=max_length, return_tensors="pt")
+            ids = tok(prompt + response, truncation=True, max_length=max_length - 1)["input_ids"] + [tok.eos_token_id]
+            inputs = {"input_ids": torch.tensor([ids])}
         with torch.no_grad():
-            out.append(model(**inputs).logits[0, 0].item())
+            out.append(model(**{k: v.to(device) for k, v in inputs.items()}).logits[0, 0].item())
     return out
 
 
@@ -102,7 +107,7 @@ def main() -> int:
 
     # same numbers? compare on items the baseline did not have to truncate differently
     base, ours = results["per-item loop"], results["rewardkit score_batch"]
-    lengths = [len(tok(p, x)["input_ids"]) if pair else len(tok(p + x)["input_ids"]) for p, x in items]
+    lengths = [len(tok(p, x)["input_ids"]) if pair else len(tok(p + x)["input_ids"]) + 1 for p, x in items]
     short = [i for i, n in enumerate(lengths) if n <= args.max_length]
     max_diff = max((abs(base[i] - ours[i]) for i in short), default=float("nan"))
     n = len(base)

@@ -61,7 +61,7 @@ def start_server(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = common.child_env()
     env.pop("REWARDKIT_API_KEY", None)
     log = tempfile.TemporaryFile("w+")  # not a pipe: an unread pipe could fill and stall the server
     proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(model), "--port", str(port), *flags],
@@ -254,7 +254,7 @@ def main() -> int:
         model = Path(args.model) if args.model else fresh_minilm(Path(tmp) / "minilm", args.max_length)
         comps = common.load_pairs(args.data or common.default_data(), args.items)
         items = [(c.prompt, c.responses[0]) for c in comps][:args.items]
-        rm = RewardModel.from_pretrained(model, device="cpu")
+        rm = RewardModel.from_pretrained(model)  # the device the server picks too (cuda when there is one)
         offline_rate(rm, items[:32])  # warm-up
         flags = {"batched": []} if args.no_unbatched else {"batched": [], "unbatched": ["--no-batching"]}
         procs = {name: start_server(model, *f) for name, f in flags.items()}
