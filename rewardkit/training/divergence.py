@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from rewardkit.errors import TrainingDiverged
+from rewardkit.training.resume import as_float64
 
 
 def all_finite(params: Iterable[torch.Tensor]) -> bool:
@@ -24,23 +25,29 @@ def all_finite(params: Iterable[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
-def check_step(run: Any, step: int, losses: list[float], grad_norm: float, signalled: bool,
+def check_step(run: Any, step: int, losses: list[Any], grad_norm: Any, signalled: bool,
                before_update: bool = True) -> bool:
     """Raise TrainingDiverged, on every process, for a non-finite loss or gradient norm on any process;
     otherwise return whether any process was asked to stop (SIGINT/SIGTERM).
 
-    ``before_update`` says whether the optimizer has yet to apply this step (the message says so).
+    ``losses`` and ``grad_norm`` may be device tensors: the check runs there and is read back once (the
+    step's one wait for the GPU). ``before_update`` says whether the optimizer has yet to apply this step
+    (the message says so).
     """
-    bad_loss = next((x for x in losses if not math.isfinite(x)), None)
-    bad = run.reduce_sum([float(bad_loss is not None), float(not math.isfinite(grad_norm)), float(signalled)])
+    loss_t = as_float64(losses)
+    norm_t = torch.as_tensor(grad_norm, dtype=torch.float64, device=loss_t.device)
+    flags = torch.stack([(~torch.isfinite(loss_t)).any().double(), (~torch.isfinite(norm_t)).double(),
+                         torch.tensor(float(signalled), dtype=torch.float64, device=loss_t.device)])
+    bad = run.reduce_sum(flags)
     if bad[0] or bad[1]:
+        values = loss_t.tolist()
+        shown = next((x for x in values if not math.isfinite(x)), values[-1])
         what = "loss" if bad[0] else "gradient"
-        shown = losses[-1] if bad_loss is None else bad_loss
         when = ("stopped before applying the update" if before_update else
                 "DeepSpeed applied the update inside backward; nothing of it was saved")
         raise TrainingDiverged(
-            f"step {step}: non-finite {what} (loss {shown:.4g}, gradient norm {grad_norm:.4g}); {when} and no final "
-            f"model was written; {run.last_good()}. Lower --lr (now {run.cfg.lr:g}), keep --max-grad-norm on, "
+            f"step {step}: non-finite {what} (loss {shown:.4g}, gradient norm {float(norm_t):.4g}); {when} and no "
+            f"final model was written; {run.last_good()}. Lower --lr (now {run.cfg.lr:g}), keep --max-grad-norm on, "
             "or try --precision fp32.")
     return bool(bad[2])
 

@@ -106,7 +106,7 @@ def fit(run: Run, job: TrainingJob, state: TrainState) -> float:
 
 
 def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], step: int
-                     ) -> tuple[list[dict[str, float]], int]:
+                     ) -> tuple[list[dict[str, torch.Tensor]], int]:
     """This process's micro-batch of every round of one step, pass by pass; gradients accumulate.
 
     Returns each micro-batch's logged values and the items the step saw on all processes.
@@ -129,18 +129,20 @@ def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], 
 
 def backward_passes(objective: Objective, net: torch.nn.Module, passes: list[Batch],
                     backward: Callable[[torch.Tensor], None], scale: float, syncs: list[Any] | None = None,
-                    check: Callable[[float], Any] | None = None) -> dict[str, float]:
+                    check: Callable[[float], Any] | None = None) -> dict[str, torch.Tensor]:
     """Forward and backward each pass of one micro-batch; returns the whole micro-batch's logged values.
 
     Each loss term's mean over a pass is weighted by the pass's share of what that term averages
     over in the whole micro-batch (`Objective.counts`), so the gradients summed over the passes are
     those of the whole micro-batch's loss (times ``scale``), whatever the passes hold. ``syncs``
     gives a context per pass (DDP's no_sync for all but the last of an optimizer step); ``check``
-    sees each pass's loss before its backward.
+    sees each pass's loss before its backward. The logged values stay on the device (float64, in the
+    order a Python float sum would take): reading them would wait for the GPU, so the loop reads
+    them only when it logs.
     """
     counts = [objective.counts(batch) for batch in passes]
     totals = {name: sum(c[name] for c in counts) for name in counts[0]}
-    values = dict.fromkeys(totals, 0.0)  # a value with nothing to average in this micro-batch stays 0
+    values: dict[str, Any] = dict.fromkeys(totals, 0.0)  # a value with nothing to average here stays 0
     for k, batch in enumerate(passes):
         with syncs[k] if syncs else nullcontext():
             outputs = net(**batch.inputs())
@@ -153,26 +155,27 @@ def backward_passes(objective: Objective, net: torch.nn.Module, passes: list[Bat
             backward(loss)
         for name, mean in means.items():
             if totals[name]:
-                values[name] += mean.item() * counts[k][name] / totals[name]
+                values[name] = values[name] + mean.detach().double() * counts[k][name] / totals[name]
     loss_value = sum(objective.term_weights[t] * values[t] for t in objective.term_weights)
     return {"loss": loss_value, **values}
 
 
-def clip_gradients(run: Run, job: TrainingJob) -> float:
-    """Clip to --max-grad-norm and return the norm (clipping with an infinite norm still returns it:
-    the divergence check needs it; DeepSpeed clips inside its own step and may report none)."""
+def clip_gradients(run: Run, job: TrainingJob) -> torch.Tensor | float:
+    """Clip to --max-grad-norm and return the norm, on the device (clipping with an infinite norm still
+    returns it: the divergence check needs it; DeepSpeed clips inside its own step and may report none)."""
     norm = run.accelerator.clip_grad_norm_(job.net.parameters(), run.cfg.max_grad_norm or math.inf)
-    return float(norm) if norm is not None else 0.0
+    return norm if norm is not None else 0.0
 
 
-def log_train(run: Run, job: TrainingJob, state: TrainState, grad_norm: float, bar: Any) -> None:
+def log_train(run: Run, job: TrainingJob, state: TrainState, grad_norm: torch.Tensor | float, bar: Any) -> None:
     """The mean of each logged value since the last log line, over all processes, to metrics.jsonl
     (and the trackers) and the bar."""
     *sums, count = run.reduce_sum(state.running)
     state.reset_running()
     means = {name: total / count for name, total in zip(state.names, sums)}
     bar.set_postfix({name: f"{value:.4f}" for name, value in means.items()})
-    job.metrics.write(split="train", step=state.step, **means, lr=job.scheduler.get_last_lr()[0], grad_norm=grad_norm,
+    job.metrics.write(split="train", step=state.step, **means, lr=job.scheduler.get_last_lr()[0],
+                      grad_norm=float(grad_norm),
                       **{f"{state.unit}_seen": state.seen}, epoch=state.seen / len(job.objective.items))
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from rewardkit.encoding.encoded_set import shape_arrays, shape_json
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError, flag
@@ -78,13 +80,22 @@ def legacy_data_fingerprint(train_enc: Sequence[Encoded], eval_enc: Sequence[Enc
 
 
 
+def as_float64(values: list[Any]) -> torch.Tensor:
+    """Python floats and 0-dim tensors (on one device) as one float64 tensor on that device: read back
+    with one ``.tolist()``, one wait for the GPU instead of one per value."""
+    device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values])
+
+
 @dataclass
 class TrainState:
     """Where a run stands: exactly what ``trainer_state.json`` holds beside accelerate's files.
 
     ``seen`` counts the training items of the steps taken (``<unit>_seen``: pairs, rows). ``sums``
     adds up each logged value (``names``: loss, accuracy, ...) over the micro-batches since the last
-    logged step, ``micro_batches`` counts them; a resumed run continues the same sums.
+    logged step, ``micro_batches`` counts them; a resumed run continues the same sums. The values of
+    steps not yet read stay on the device (``pending``) until `running` is asked for: reading them
+    waits for the GPU, so that happens when a line is logged or a checkpoint written, not every step.
     """
 
     names: tuple[str, ...] = ("loss",)
@@ -93,23 +104,32 @@ class TrainState:
     seen: int = 0
     sums: list[float] = field(default_factory=list)
     micro_batches: float = 0.0
+    pending: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sums = list(self.sums) or [0.0] * len(self.names)
 
-    def record(self, values: list[dict[str, float]], seen: int) -> None:
+    def record(self, values: list[dict[str, Any]], seen: int) -> None:
         """One optimizer step: the logged values of each of its micro-batches, and the items it saw."""
         self.step += 1
         self.seen += seen
-        self.sums = [total + sum(v[name] for v in values) for total, name in zip(self.sums, self.names)]
+        self.pending.append(values)
         self.micro_batches += len(values)
 
     @property
     def running(self) -> list[float]:
         """The sums, then the micro-batch count: what a log row averages and a checkpoint keeps."""
+        if self.pending:
+            flat = [v[name] for step in self.pending for v in step for name in self.names]
+            read = iter(as_float64(flat).tolist())
+            for step in self.pending:  # per step, its micro-batches first: a Python float sum's order
+                per_mb = [[next(read) for _ in self.names] for _ in step]
+                self.sums = [total + sum(mb[i] for mb in per_mb) for i, total in enumerate(self.sums)]
+            self.pending = []
         return [*self.sums, self.micro_batches]
 
     def reset_running(self) -> None:
+        self.running  # noqa: B018 - read what is pending before it is dropped
         self.sums, self.micro_batches = [0.0] * len(self.names), 0.0
 
     def to_json(self, running: list[float], **run: Any) -> dict[str, Any]:

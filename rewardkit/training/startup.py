@@ -69,12 +69,12 @@ class Run:
         if self.main:
             self.log(message)
 
-    def reduce_sum(self, values: list[float]) -> list[float]:
-        """Element-wise sum over processes (identity in a single process)."""
+    def reduce_sum(self, values: list[float] | torch.Tensor) -> list[float]:
+        """Element-wise sum over processes (identity in a single process), read back as floats."""
+        t = torch.as_tensor(values, dtype=torch.float64)
         if self.world == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        return self.accelerator.reduce(t, reduction="sum").tolist()
+            return t.tolist()
+        return self.accelerator.reduce(t.to(self.accelerator.device), reduction="sum").tolist()
 
     def any(self, flag: bool) -> bool:
         """True on every process when ``flag`` is true on any."""
