@@ -106,7 +106,7 @@ def _load_scorer(cfg: Any) -> Any:
     from rewardkit.model.reward_model import RewardModel
 
     return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
-                                       dtype=cfg.dtype)
+                                       dtype=cfg.dtype, packing=cfg.packing)
 
 
 # --------------------------------------------------------------------------------------- commands

@@ -177,6 +177,15 @@ class TrainConfig:
         "Encode each comparison's prompt once and let every response attend to it (decoders only; "
         "same rewards, fewer tokens). auto: on for decoders that pass a startup check; on: fail if "
         "unsupported; off: one full row per response.", "auto", group="speed", choices=["auto", "on", "off"])
+    packing: str = option(
+        "Pack several comparisons into each row, each sequence seeing only itself (decoders only; the same "
+        "rewards, almost no padding; --pass-tokens then counts real tokens, default 32768 on a GPU). auto: on "
+        "for decoders on a GPU (on a CPU, row chunks already skip padding); on: fail if unsupported; off.",
+        "auto", group="speed", choices=["auto", "on", "off"])
+    compile: str = option(
+        "torch.compile the model's forward and backward (rows rounded to a few widths, so it compiles a "
+        "handful of shapes). auto: on a GPU; on; off. The first steps then include compilation: eval.json "
+        "reports warm-up apart from the steady state.", "auto", group="speed", choices=["auto", "on", "off"])
     gradient_checkpointing: bool = option(
         "Recompute activations in the backward pass: less memory for about a third more compute.",
         False, group="speed")
@@ -294,6 +303,7 @@ class ScorerOptions:
         "Weights' dtype for inference (bf16 halves GPU memory; auto: bf16 where the hardware has native "
         "bf16, else fp32; default: as saved).", None, choices=["auto", "fp32", "bf16", "fp16"])
     prefix_sharing: str = same_option(TrainConfig, "prefix_sharing", group=None)
+    packing: str = same_option(TrainConfig, "packing", group=None)
 
     def validate(self) -> None:
         check(self, [(self.max_length is None or self.max_length >= 8, "max_length", "must be at least 8")])

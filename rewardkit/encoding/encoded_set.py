@@ -148,6 +148,18 @@ def widths_of(enc: Sequence[Encoded], share_prefix: bool) -> list[int]:
     return [packed_length(e) if share_prefix else e.longest for e in enc]
 
 
+def tokens_of(enc: Sequence[Encoded], share_prefix: bool) -> list[int]:
+    """Real tokens of every comparison: its packed row, or the sum of its sequences (packed rows hold
+    these and almost no padding)."""
+    if share_prefix:
+        return widths_of(enc, True)
+    if isinstance(enc, EncodedSet):
+        if not len(enc):
+            return []
+        return np.add.reduceat(enc.seq_lengths(), enc.resp_off[:-1]).tolist()
+    return [sum(len(s) for s in e.input_ids) for e in enc]
+
+
 def rows_of(enc: Sequence[Encoded], share_prefix: bool) -> list[int]:
     """Rows each comparison takes in a batch: 1 packed, else one per response."""
     if share_prefix:

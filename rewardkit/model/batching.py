@@ -36,6 +36,13 @@ Packed layout (prefix sharing, decoders only), same two comparisons, prompt P sh
 
 A causal decoder's states at the response tokens are then exactly those of the unshared rows, so
 each comparison costs prompt + responses tokens instead of K * prompt + responses.
+
+Rows of several comparisons (``--packing``, decoders only): each sequence, or each packed
+comparison, is a *unit*; units are packed first-fit into rows as wide as the longest unit (rounded
+up to a ``multiple``), so a batch holds almost no padding. A token sees only its own unit (and inside
+a packed comparison, as above: its prompt and its own response); position ids restart in every
+unit. ``segments`` keeps (unit, part) per token, from which the dense 4D mask is made here and a
+flex-attention block mask on a GPU (`rewardkit.model.net`); both say the same thing.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class Batch:
     targets: torch.Tensor | None = None  # [N, K] per-response targets (regression objectives), else None
     target_mask: torch.Tensor | None = None  # [N, K] which targets exist
     read_ids: torch.Tensor | None = None  # [N] the token whose log-probability each position reads (SFT)
+    segments: torch.Tensor | None = None  # [2, rows, L]: unit and part of every token of packed rows
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
@@ -81,7 +89,11 @@ class Batch:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
                   "position_ids": self.position_ids, "reward_row": self.reward_row, "reward_col": self.reward_col,
                   "token_type_ids": self.token_type_ids}
-        return inputs if self.read_ids is None else {**inputs, "read_ids": self.read_ids}
+        if self.read_ids is not None:
+            inputs["read_ids"] = self.read_ids
+        if self.segments is not None:
+            inputs["segments"] = self.segments
+        return inputs
 
 
 def collate(items: list[Encoded], pad_id: int, padding_side: str = "right",
@@ -210,6 +222,97 @@ def collate_packed(items: list[Encoded], pad_id: int, balance_per_prompt: bool =
                  **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
 
 
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """First-fit decreasing: the indices of units placed in each row, no row holding more than
+    ``capacity`` tokens (a unit longer than that gets a row of its own)."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, room in enumerate(free) if room >= lengths[i]), None)
+        if row is None:
+            rows.append([])
+            free.append(capacity)
+            row = len(rows) - 1
+        rows[row].append(i)
+        free[row] -= lengths[i]
+    return rows
+
+
+def _units(items: list[Encoded], share_prefix: bool) -> list[tuple[list[int], list[int], list[int]]]:
+    """(token ids, part of each token, readout offset of each response) per unit, items in order: a
+    packed comparison (prompt part 0, response k part k), or one sequence (part 1)."""
+    units = []
+    for e in items:
+        if share_prefix and len(e.input_ids) > 1:
+            p = e.prompt_len
+            ids, parts, ends = list(e.input_ids[0][:p]), [0] * p, []
+            for k, seq in enumerate(e.input_ids, start=1):
+                ids += seq[p:]
+                parts += [k] * (len(seq) - p)
+                ends.append(len(ids) - 1)
+            units.append((ids, parts, ends))
+        else:
+            units += [(list(seq), [1] * len(seq), [len(seq) - 1]) for seq in e.input_ids]
+    return units
+
+
+def collate_rows(items: list[Encoded], pad_id: int, share_prefix: bool = False, multiple: int = 1,
+                 balance_per_prompt: bool = False, use_margin: bool = True,
+                 prompt_ids: list[int] | None = None) -> Batch:
+    """Several comparisons per row, no padding but the rows' tails (see the module doc). Decoders only:
+    a token sees its own unit causally, so the rewards are exactly those of `collate`/`collate_packed`."""
+    if items and items[0].token_type_ids is not None:
+        raise ValueError("collate_rows: packed rows are for decoders (no token type ids)")
+    units = _units(items, share_prefix)
+    longest = max(len(ids) for ids, _, _ in units)
+    width = -(-longest // multiple) * multiple
+    rows = pack_rows([len(ids) for ids, _, _ in units], width)
+    ids_t = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((2, len(rows), width), -1, dtype=torch.long)
+    where: list[tuple[int, int]] = [(0, 0)] * len(units)  # unit -> (row, start column)
+    for r, members in enumerate(rows):
+        at = 0
+        for u in members:
+            ids, parts, _ = units[u]
+            n = len(ids)
+            ids_t[r, at:at + n] = torch.tensor(ids)
+            seg[0, r, at:at + n], seg[1, r, at:at + n] = u, torch.tensor(parts)
+            part = torch.tensor(parts)
+            # positions: the prompt counts from 0, every response continues from the prompt's end
+            prompt = int((part == 0).sum())
+            pos[r, at:at + n] = torch.where(part == 0, torch.arange(n), prompt + _part_offsets(parts))
+            where[u] = (r, at)
+            at += n
+    reward_row = [where[u][0] for u, (_, _, ends) in enumerate(units) for _ in ends]
+    reward_col = [where[u][1] + end for u, (_, _, ends) in enumerate(units) for end in ends]
+    return Batch(input_ids=ids_t, attention_mask=segment_mask(seg), token_type_ids=None, position_ids=pos,
+                 reward_row=torch.tensor(reward_row), reward_col=torch.tensor(reward_col), segments=seg,
+                 **_pair_index(items, balance_per_prompt, use_margin, prompt_ids))
+
+
+def _part_offsets(parts: list[int]) -> torch.Tensor:
+    """Each token's index inside its own part (a response's tokens count from 0)."""
+    out, seen = [], {}
+    for p in parts:
+        out.append(seen.get(p, 0))
+        seen[p] = out[-1] + 1
+    return torch.tensor(out)
+
+
+def segment_mask(segments: torch.Tensor) -> torch.Tensor:
+    """The dense ``[rows, 1, L, L]`` "may attend" mask of packed rows: same unit, causal, and a key in the
+    prompt (part 0) or in the query's own part; padding sees itself only (no row without a key)."""
+    unit, part = segments[0], segments[1]
+    width = unit.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=unit.device).tril()
+    same = unit[:, :, None] == unit[:, None, :]
+    visible = (part[:, None, :] == 0) | (part[:, None, :] == part[:, :, None])
+    allowed = causal & same & visible & (unit[:, :, None] >= 0)
+    allowed |= torch.eye(width, dtype=torch.bool, device=unit.device) & (unit[:, :, None] < 0)
+    return allowed[:, None]
+
+
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, bucket_batches: int = 50
                            ) -> list[list[int]]:
     """Batches of similar length, in random order.
@@ -260,8 +363,21 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
 
 
-def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, **kwargs: Any) -> Batch:
-    """Packed rows when sharing pays (some comparison has 2+ responses), plain rows otherwise."""
+@dataclass(frozen=True)
+class BatchLayout:
+    """How a run lays comparisons out in rows: ``share_prefix`` (a comparison's prompt once, decoders),
+    ``pack`` (0: a row per sequence or packed comparison; n > 0: several per row, `collate_rows`,
+    rows rounded up to a multiple of n tokens so a compiled step sees few shapes)."""
+
+    share_prefix: bool = False
+    pack: int = 0
+
+
+def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, pack: int = 0, **kwargs: Any) -> Batch:
+    """Several comparisons per row with ``pack``; packed comparisons when sharing pays (some comparison
+    has 2+ responses); plain rows otherwise."""
+    if pack:
+        return collate_rows(items, pad_id, share_prefix, pack, **kwargs)
     if share_prefix and any(len(e.input_ids) > 1 for e in items):
         return collate_packed(items, pad_id, **kwargs)
     return collate(items, pad_id, **kwargs)

@@ -64,9 +64,12 @@ class RewardNet(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 reward_row: torch.Tensor, reward_col: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, read_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, read_ids: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         """One value per readout position (``reward_row``, ``reward_col``): a reward, or with ``read_ids``
-        the log-probability of that token there (`TokenLogProbNet`)."""
+        the log-probability of that token there (`TokenLogProbNet`). ``segments`` describes packed rows
+        (`rewardkit.model.batching.collate_rows`) for attention that takes a block mask instead of
+        ``attention_mask``'s dense one."""
         chunks = self._chunks(attention_mask, reward_row, reward_col)
         if chunks is None:
             return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids,
@@ -164,15 +167,17 @@ def compute_rewards(net: nn.Module, batch: Batch) -> torch.Tensor:
 
 @torch.inference_mode()
 def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch_size: int,
-                  device: torch.device, progress: Any = None, share_prefix: bool = False) -> list[list[float]]:
+                  device: torch.device, progress: Any = None, share_prefix: bool = False,
+                  pack: int = 0) -> list[list[float]]:
     """Rewards of every response of every encoded comparison, in input order.
 
     Batches are sorted by length so each pads only to its own longest member; no autograd state.
-    With ``share_prefix`` (decoders) each comparison is one packed row holding its prompt once.
+    With ``share_prefix`` (decoders) each comparison is one packed row holding its prompt once; with
+    ``pack`` several of them share a row (`rewardkit.model.batching.collate_rows`).
     """
     out: list[list[float]] = [[] for _ in encoded]
     for idx in sorted_batches([batch_length(e, share_prefix) for e in encoded], batch_size):
-        batch = collate_for([encoded[i] for i in idx], pad_id, share_prefix).to(device)
+        batch = collate_for([encoded[i] for i in idx], pad_id, share_prefix, pack).to(device)
         rewards = compute_rewards(net, batch).tolist()
         offset = 0
         for i in idx:

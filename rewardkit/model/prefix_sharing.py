@@ -6,7 +6,8 @@ attending to the prompt and (causally) to itself through a 4D mask (`rewardkit.m
 then costs prompt + chosen + rejected tokens instead of twice the prompt. `resolve_prefix_sharing`
 decides whether a model may do it: `prefix_sharing_blocker` rules out what cannot work (encoders,
 attention implementations without custom masks, short sliding windows), and a probe batch must
-reproduce the unshared rewards.
+reproduce the unshared rewards. Packed rows (several comparisons per row, `resolve_packing`) rest on
+the same custom masks and are ruled out by the same blockers.
 """
 
 from __future__ import annotations
@@ -83,6 +84,27 @@ def verify_prefix_sharing(model: nn.Module, pad_id: int) -> float:
         return float((plain - packed).abs().max())
     finally:
         inner.train(was_training)
+
+
+PACK_MULTIPLE = 64  # packed rows are rounded up to a multiple of this many tokens: few shapes to compile
+
+
+def resolve_packing(setting: str, model: nn.Module, device_type: str, max_length: int) -> int:
+    """--packing: the multiple packed rows are rounded up to, or 0 for one row per sequence.
+
+    ``auto`` packs decoders on a GPU (on a CPU, row chunks already skip padding); ``on`` raises
+    UsageError with the reason when the model cannot (an encoder, attention without custom masks).
+    """
+    if setting == "off":
+        return 0
+    if setting not in ("auto", "on"):
+        raise UsageError(f"--packing must be auto, on or off (got {setting!r})")
+    reason = prefix_sharing_blocker(model, max_length)
+    if reason is not None and setting == "on":
+        raise UsageError(f"--packing on: {reason}")
+    if reason is not None or (setting == "auto" and device_type != "cuda"):
+        return 0
+    return PACK_MULTIPLE
 
 
 def resolve_prefix_sharing(setting: str, model: nn.Module, pad_id: int, max_length: int,

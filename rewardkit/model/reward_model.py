@@ -25,7 +25,7 @@ from rewardkit.model.backbone import make_encoder
 from rewardkit.model.net import RewardNet, VerdictNet, score_encoded
 from rewardkit.model.verdict import Verdict
 from rewardkit.model.precision import native_bf16, resolve_dtype
-from rewardkit.model.prefix_sharing import resolve_prefix_sharing
+from rewardkit.model.prefix_sharing import resolve_packing, resolve_prefix_sharing
 
 
 def sigmoid(x: float) -> float:
@@ -50,7 +50,7 @@ class RewardModel:
 
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 512,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                 meta: dict[str, Any] | None = None, prefix_sharing: str = "auto"):
+                 meta: dict[str, Any] | None = None, prefix_sharing: str = "auto", packing: str = "auto"):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
         self.dtype = resolve_dtype(dtype, self.device.type)
@@ -81,11 +81,12 @@ class RewardModel:
         self.encoder = make_encoder(model, tokenizer, self.max_length,
                                     tail=self.verdict.template_ids if self.verdict else None)
         self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.net, self.pad_id, self.max_length)
+        self.pack = resolve_packing(packing, self.model, self.device.type, self.max_length)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None,
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
-                        prefix_sharing: str = "auto") -> "RewardModel":
+                        prefix_sharing: str = "auto", packing: str = "auto") -> "RewardModel":
         """Load a directory written by ``rewardkit train`` (or any 1-label sequence classifier),
         or a LoRA adapter directory.
 
@@ -96,7 +97,8 @@ class RewardModel:
         model, tokenizer, meta = load_model_dir(path, want)
         if max_length:
             meta["max_length"] = max_length
-        return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing)
+        return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing,
+                   packing=packing)
 
     # ---------------------------------------------------------------- normalisation
     def normalize(self, rewards: list[float]) -> list[float]:
@@ -114,14 +116,14 @@ class RewardModel:
         A regression model's reward is the combined reward of its attribute outputs."""
         if self.regression is None:
             return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
-                                 share_prefix=self.share_prefix)
+                                 share_prefix=self.share_prefix, pack=self.pack)
         return [[self.regression.reward(o) for o in outs] for outs in self.outputs_for(encoded, batch_size, progress)]
 
     def outputs_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                     progress: Any = None) -> list[list[list[float]]]:
         """The head's raw outputs (a list of K floats) for every response of every encoded comparison."""
         outs = score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
-                             share_prefix=self.share_prefix)
+                             share_prefix=self.share_prefix, pack=self.pack)
         return [[o if isinstance(o, list) else [o] for o in per] for per in outs]
 
     def attributes_for(self, encoded: Sequence[Encoded], batch_size: int = 32,

@@ -305,7 +305,7 @@ def load_model(cfg: ServeConfig) -> Any:
     if not p.is_dir():
         raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
     rm = RewardModel.from_pretrained(str(p), device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
-                                     prefix_sharing=cfg.prefix_sharing)
+                                     prefix_sharing=cfg.prefix_sharing, packing=cfg.packing)
     if cfg.normalize and not rm.meta.get("normalization"):
         raise UsageError("--normalize: this model has no stored reward statistics to normalise with")
     return rm

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from rewardkit.encoding.encoded_set import rows_of, widths_of
+from rewardkit.encoding.encoded_set import rows_of, tokens_of, widths_of
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.batching import length_grouped_batches, token_budget_batches
@@ -33,19 +33,23 @@ from rewardkit.model.batching import length_grouped_batches, token_budget_batche
 # Padded tokens per forward/backward pass on CPU (--pass-tokens): 16 pairs of 512 tokens would keep
 # ~3 GB of MiniLM activations alive at once; 8192 halves that and costs <1% more padding on hh-rlhf.
 CPU_PASS_TOKENS = 8192
+# Real tokens per forward/backward pass on a GPU with packed rows (--packing): big enough to keep the
+# chip busy (issue 20 asks for >= 32k), small enough for the activations of a 0.5B model.
+GPU_PACKED_PASS_TOKENS = 32768
 # Length grouping sorts this many micro-batches' worth of comparisons by length before cutting them.
 LENGTH_BUCKET_BATCHES = 50
 
 
-def resolve_pass_tokens(setting: int | None, device: torch.device, deepspeed: bool) -> int:
-    """--pass-tokens: the default cap on CPU, none on GPU; none under DeepSpeed (one backward per step)."""
+def resolve_pass_tokens(setting: int | None, device: torch.device, deepspeed: bool, packed: bool = False) -> int:
+    """--pass-tokens: the default cap on CPU; on a GPU none, or with packed rows a budget of real tokens
+    (`GPU_PACKED_PASS_TOKENS`); none under DeepSpeed (one backward per step)."""
     if deepspeed:
         if setting:
             raise UsageError("--pass-tokens is not supported under DeepSpeed (it steps inside backward); "
                              "use --pass-tokens 0 or a smaller --batch-size")
         return 0
     if setting is None:
-        return CPU_PASS_TOKENS if device.type == "cpu" else 0
+        return CPU_PASS_TOKENS if device.type == "cpu" else GPU_PACKED_PASS_TOKENS if packed else 0
     return setting
 
 
@@ -122,11 +126,15 @@ class TrainingPlan:
     rows: list[int]  # rows of each comparison: 1 packed row, or one per response
     prompt_of: list[int]  # prompt group of each comparison
     pass_tokens: int  # --pass-tokens in force (0: one pass per micro-batch)
+    # what a pass costs (rows x widest row): padded rows, or with packed rows each comparison's real
+    # tokens as that many width-1 rows
+    cost_widths: list[int] | None = None
+    cost_rows: list[int] | None = None
 
     @classmethod
     def build(cls, encoded: Sequence[Encoded], prompt_groups: list[list[int]], *, batch_size: int,
               epochs: float, seed: int, world: int, grad_accum: int, share_prefix: bool,
-              pass_tokens: int, length_grouped: bool = True) -> "TrainingPlan":
+              pass_tokens: int, length_grouped: bool = True, packed: bool = False) -> "TrainingPlan":
         widths = widths_of(encoded, share_prefix)
         prompt_of = [0] * len(encoded)
         for g, members in enumerate(prompt_groups):
@@ -134,7 +142,9 @@ class TrainingPlan:
                 prompt_of[i] = g
         rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world, length_grouped)
         rows = rows_of(encoded, share_prefix)
-        return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens)
+        tokens = tokens_of(encoded, share_prefix) if packed else None
+        return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens,
+                   [1] * len(widths) if packed else widths, tokens if packed else rows)
 
     @property
     def total_steps(self) -> int:
@@ -145,4 +155,6 @@ class TrainingPlan:
         return self.rounds[step * self.grad_accum:(step + 1) * self.grad_accum]
 
     def passes(self, micro_batch: list[int]) -> list[list[int]]:
-        return split_into_passes(micro_batch, self.widths, self.rows, self.prompt_of, self.pass_tokens)
+        """The micro-batch in passes under --pass-tokens (see `cost_widths`)."""
+        return split_into_passes(micro_batch, self.cost_widths or self.widths, self.cost_rows or self.rows,
+                                 self.prompt_of, self.pass_tokens)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from rewardkit.config import to_dict
 from rewardkit.errors import TrainingInterrupted, UsageError
-from rewardkit.model.batching import Batch
+from rewardkit.model.batching import Batch, BatchLayout
 from rewardkit.training.batch_plan import TrainingPlan
 from rewardkit.training.checkpoints import load_checkpoint, save_checkpoint
 from rewardkit.training.divergence import check_step, check_weights
@@ -46,7 +46,7 @@ class TrainingJob:
     scheduler: Any
     objective: Objective
     plan: TrainingPlan
-    share_prefix: bool
+    layout: BatchLayout  # prefix sharing and packed rows
     pad_id: int
     metrics: MetricsLog
     fingerprint: str  # of the training data: every checkpoint stores it, a resume checks it
@@ -117,7 +117,7 @@ def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], 
     check = (lambda loss: check_step(run, step, [loss], 0.0, False)) if run.deepspeed else None
     values, seen = [], 0
     for i, rnd in enumerate(rounds):
-        passes = [job.objective.collate(members, job.pad_id, job.share_prefix,
+        passes = [job.objective.collate(members, job.pad_id, job.layout,
                                         [plan.prompt_of[j] for j in members]).to(acc.device)
                   for members in plan.passes(rnd[run.rank])]
         last = i == len(rounds) - 1
@@ -181,7 +181,7 @@ def log_train(run: Run, job: TrainingJob, state: TrainState, grad_norm: torch.Te
 
 def evaluate_now(run: Run, job: TrainingJob, step: int) -> Evaluation | None:
     """Held-out metrics at ``step``, written to metrics.jsonl; None without held-out data."""
-    result = job.objective.evaluate(run, job.net, job.pad_id, job.share_prefix)
+    result = job.objective.evaluate(run, job.net, job.pad_id, job.layout)
     if result is None:
         return None
     job.metrics.write(split="eval", step=step, **job.objective.eval_record(result.metrics))

@@ -46,7 +46,7 @@ def final_evaluation(run: Run, job: TrainingJob) -> tuple[Evaluation | None, dic
         items = job.objective.reward_items()
         sample = random.Random(run.cfg.seed).sample(range(len(items)), min(STATS_SAMPLE, len(items)))
         outputs = score_sharded(job.net, [items[i] for i in sample], job.pad_id, run.cfg.eval_batch_size,
-                                run.accelerator, job.share_prefix)
+                                run.accelerator, job.layout.share_prefix, job.layout.pack)
         rewards, source = job.objective.rewards_of(outputs), "train-sample"
     if not all(math.isfinite(r) for r in rewards):
         return final, {"rewards": rewards, "source": source, "broken": True}
@@ -102,7 +102,8 @@ def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evalua
         run.say(f"evaluation report: {page}")
     counts, facts = objective.summary()
     summary = {"steps": job.plan.total_steps, f"{objective.unit}_seen": state.seen, **counts,
-               "skipped": objective.skipped, **timing, "prefix_sharing": job.share_prefix,
+               "skipped": objective.skipped, **timing, "prefix_sharing": job.layout.share_prefix,
+               **({"packing": job.layout.pack} if job.layout.pack else {}),
                "precision": run.precision.name, "precision_reason": run.precision.reason, **facts,
                "eval": final.metrics if final else None}
     if run.saved is not None:

@@ -27,7 +27,8 @@ import torch
 from rewardkit.config import TrainConfig, to_dict
 from rewardkit.model.lora import apply_lora, save_trainable_only
 from rewardkit.model.precision import resolve_precision
-from rewardkit.model.prefix_sharing import resolve_prefix_sharing
+from rewardkit.model.batching import BatchLayout
+from rewardkit.model.prefix_sharing import resolve_packing, resolve_prefix_sharing
 from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
 from rewardkit.training.loop import TrainingJob, fit, restore
 from rewardkit.training.objectives import Objective, objective_for
@@ -76,9 +77,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             if run.saved is not None:
                 check_resume_data(run.saved, fingerprint, run.resume_from, objective.legacy_fingerprint)
             prepare_output(run)  # only now: bad data, a wrong model or a bad setting changed nothing
-            share = decide_prefix_sharing(cfg, run, objective, model, tokenizer.pad_token_id)
-            plan = plan_run(cfg, run, objective, share)
-            job = build_job(cfg, run, objective, model, plan, share, tokenizer.pad_token_id, fingerprint)
+            layout = BatchLayout(decide_prefix_sharing(cfg, run, objective, model, tokenizer.pad_token_id),
+                                 resolve_packing(cfg.packing, model, run.accelerator.device.type, cfg.max_length)
+                                 if objective.packing else 0)
+            plan = plan_run(cfg, run, objective, layout)
+            job = build_job(cfg, run, objective, model, plan, layout, tokenizer.pad_token_id, fingerprint)
             state = restore(run, job)
             train_seconds = fit(run, job, state)
             final, stats = final_evaluation(run, job)
@@ -117,20 +120,21 @@ def decide_prefix_sharing(cfg: TrainConfig, run: Run, objective: Objective, mode
         return resolve_prefix_sharing(cfg.prefix_sharing, objective.net(model), pad_id, cfg.max_length, run.say)
 
 
-def plan_run(cfg: TrainConfig, run: Run, objective: Objective, share: bool) -> TrainingPlan:
+def plan_run(cfg: TrainConfig, run: Run, objective: Objective, layout: BatchLayout) -> TrainingPlan:
     """Every micro-batch of the run (see `rewardkit.training.batch_plan`)."""
     groups = objective.prompt_groups()
     if cfg.balance_per_prompt:
         run.say(f"balance per prompt: {len(groups)} prompts, {cfg.batch_size} whole prompts per batch, "
                 "each prompt's pairs weighted to sum to 1")
     return TrainingPlan.build(objective.items, groups, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed,
-                              world=run.world, grad_accum=cfg.grad_accum, share_prefix=share,
-                              pass_tokens=resolve_pass_tokens(cfg.pass_tokens, run.accelerator.device, run.deepspeed),
-                              length_grouped=objective.length_grouped)
+                              world=run.world, grad_accum=cfg.grad_accum, share_prefix=layout.share_prefix,
+                              pass_tokens=resolve_pass_tokens(cfg.pass_tokens, run.accelerator.device, run.deepspeed,
+                                                              packed=bool(layout.pack)),
+                              length_grouped=objective.length_grouped, packed=bool(layout.pack))
 
 
 def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.Module, plan: TrainingPlan,
-              share: bool, pad_id: int, fingerprint: str) -> TrainingJob:
+              layout: BatchLayout, pad_id: int, fingerprint: str) -> TrainingJob:
     """Gradient checkpointing, LoRA, the objective's network, AdamW and the schedule, prepared by accelerate."""
     from transformers import get_scheduler
 
@@ -159,7 +163,7 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
     trackers = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
                                                               "num_processes": run.world, **objective.tracker_config()},
                               int(run.saved["step"]) if run.saved else 0)
-    return TrainingJob(net, optimizer, scheduler, objective, plan, share, pad_id,
+    return TrainingJob(net, optimizer, scheduler, objective, plan, layout, pad_id,
                        MetricsLog(run.out / "metrics.jsonl", run.main, trackers), fingerprint)
 
 

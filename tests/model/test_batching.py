@@ -161,3 +161,31 @@ def test_token_budget_batches_respect_the_budget() -> None:
     assert token_budget_batches([500], [1], budget=100) == [[0]]  # too big for the budget: alone
     assert token_budget_batches([400, 300, 100], [2, 2, 2], budget=1200) == [[0], [1, 2]]  # the docstring's example
 
+
+
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_packed_rows_give_the_rewards_of_one_row_per_sequence(llama_dir: Path, share_prefix: bool) -> None:
+    """collate_rows packs several comparisons per row with a block mask and restarted positions: the
+    rewards are those of plain rows, for pairs and rankings, and the rows hold almost no padding."""
+    from rewardkit.model.batching import collate_rows, pack_rows
+    from rewardkit.model.net import RewardNet
+
+    model, tok = load_backbone(str(llama_dir))
+    model.eval()
+    torch.manual_seed(0)
+    for p in model.parameters():  # wide weights: rewards that differ visibly between texts
+        p.data.normal_(0, 0.2)
+    enc = make_encoder(model, tok, 64)
+    comps = [Comparison(prompt=f"question {i} " + "and more " * (i % 4),
+                        responses=[f"answer {j} " + "word " * ((i + j) % 5) for j in range(2 + i % 2)]) for i in range(7)]
+    items = [enc.encode(c) for c in comps]
+    net = RewardNet(model, row_chunk=0)
+    packed = collate_rows(items, tok.pad_token_id, share_prefix, multiple=16)
+    with torch.no_grad():
+        want = net(**collate(items, tok.pad_token_id).inputs())
+        got = net(**packed.inputs())
+    assert got.tolist() == pytest.approx(want.tolist(), abs=1e-5) and want.std() > 0.01
+    real = sum(len(s) for e in items for s in e.input_ids) if not share_prefix else sum(packed_length(e) for e in items)
+    assert packed.input_ids.numel() < 1.5 * real  # vs one padded row per sequence
+    assert packed.input_ids.shape[1] % 16 == 0
+    assert pack_rows([5, 9, 3, 7, 2], 10) == [[1], [3, 2], [0, 4]]  # first fit, longest first

@@ -217,3 +217,30 @@ def test_normalized_scores_of_a_trained_model_are_standardised_on_its_eval_set(b
     assert statistics.pstdev(z) == pytest.approx(1.0, abs=1e-3)
     assert (out / "report" / "report.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["pairs"] == 8
+
+
+def test_packed_scoring_gives_the_same_rewards(llama_dir: Path) -> None:
+    """RewardModel(packing="on") scores several comparisons per row: the rewards of one row per sequence."""
+    from rewardkit.model.backbone import load_backbone
+
+    model, tok = load_backbone(str(llama_dir))
+    torch.manual_seed(1)
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    prompts = [f"question {i} " + "more words " * (i % 5) for i in range(9)]
+    responses = [f"answer {i} " + "detail " * (i % 3) for i in range(9)]
+    plain = RewardModel(model, tok, device="cpu", packing="off", max_length=64)
+    packed = RewardModel(model, tok, device="cpu", packing="on", max_length=64)
+    assert packed.pack and not plain.pack
+    want = plain.score_batch(prompts, responses, batch_size=4)
+    assert packed.score_batch(prompts, responses, batch_size=4) == pytest.approx(want, abs=1e-5)
+    assert packed.compare(prompts[0], responses[0], responses[1]) == pytest.approx(
+        plain.compare(prompts[0], responses[0], responses[1]), abs=1e-6)
+
+
+def test_packing_on_an_encoder_is_refused(bert_dir: Path) -> None:
+    from rewardkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="--packing on: encoders"):
+        RewardModel.from_pretrained(bert_dir, device="cpu", packing="on")
+    assert RewardModel.from_pretrained(bert_dir, device="cpu", packing="auto").pack == 0

@@ -157,3 +157,27 @@ def test_split_passes_give_the_same_training(llama_dir: Path, tmp_path: Path) ->
     assert split.pairs_seen == whole.pairs_seen and len(whole_losses) >= 2
     assert split_losses == pytest.approx(whole_losses, abs=1e-5)
     assert split.eval_metrics["loss"] == pytest.approx(whole.eval_metrics["loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["bt", "generative"])
+def test_packed_rows_train_like_plain_rows(llama_dir: Path, tmp_path: Path, objective: str) -> None:
+    """--packing on (several comparisons per row, passes cut by real tokens) trains exactly as --packing
+    off, with prefix sharing and per-prompt balancing in play."""
+    recs = pairs_records(16)
+    for i, r in enumerate(recs):
+        if i % 4 == 0:
+            r["prompt"] += " " + " ".join(f"detail{j}" for j in range(12))
+    data = write_jsonl(tmp_path / "pairs.jsonl", recs)
+    runs = {}
+    for packing in ("off", "on"):
+        out = tmp_path / f"out-{packing}"
+        result = train(_cfg(llama_dir, data, out, epochs=1, packing=packing, pass_tokens=400, logging_steps=1,
+                            balance_per_prompt=True, objective=objective, verdict_tokens=" good, bad"),
+                       log=lambda _m: None)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[packing] = (result, [x["loss"] for x in rows if x["split"] == "train"],
+                         json.loads((out / "eval.json").read_text()))
+    (plain, plain_losses, plain_eval), (packed, packed_losses, packed_eval) = runs["off"], runs["on"]
+    assert packed_eval["packing"] == 64 and "packing" not in plain_eval
+    assert packed_losses == pytest.approx(plain_losses, abs=1e-5) and len(plain_losses) >= 2
+    assert packed.eval_metrics["mean_margin"] == pytest.approx(plain.eval_metrics["mean_margin"], abs=1e-5)

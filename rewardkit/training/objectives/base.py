@@ -38,7 +38,7 @@ from torch import nn
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.encoder import Encoded, Encoder
 from rewardkit.model.backbone import make_encoder
-from rewardkit.model.batching import Batch
+from rewardkit.model.batching import Batch, BatchLayout
 from rewardkit.model.net import RewardNet
 
 
@@ -62,6 +62,7 @@ class Objective:
     prefix_sharing = False  # whether its batches may encode a comparison's prompt once (decoders)
     length_grouped = True  # micro-batches of similar length (little padding); False: drawn at random
     reward_statistics = True  # whether the saved model gets reward statistics (a language model has none)
+    packing = True  # whether its batches may pack several comparisons per row (`BatchLayout.pack`)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -107,7 +108,7 @@ class Objective:
         """The module the loop trains and prepares: the backbone plus this objective's readout."""
         return RewardNet(model)
 
-    def collate(self, members: list[int], pad_id: int, share_prefix: bool, prompt_ids: list[int]) -> Batch:
+    def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
         """One pass's batch of training items ``members`` (targets included)."""
         raise NotImplementedError
 
@@ -123,7 +124,7 @@ class Objective:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ evaluation and the saved model
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, share_prefix: bool) -> Evaluation | None:
+    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out metrics, on every process (scoring is sharded); None without held-out data."""
         raise NotImplementedError
 

@@ -36,7 +36,7 @@ from rewardkit.encoding.encoder import Encoder
 from rewardkit.errors import DataError, UsageError, flag
 from rewardkit.evaluation.held_out import score_sharded
 from rewardkit.model.backbone import load_causal_lm, make_encoder
-from rewardkit.model.batching import Batch, collate_for
+from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.model.net import VerdictNet
 from rewardkit.model.verdict import Verdict, resolve_verdict
 from rewardkit.training.objectives.base import Evaluation
@@ -137,8 +137,8 @@ class GenerativeRatingsObjective(GenerativeObjective):
     def legacy_fingerprint(self) -> str | None:
         return None
 
-    def collate(self, members: list[int], pad_id: int, share_prefix: bool, prompt_ids: list[int]) -> Batch:
-        batch = collate_for([self.items[j] for j in members], pad_id, False)
+    def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
+        batch = collate_for([self.items[j] for j in members], pad_id, False, layout.pack)
         batch.targets = self.labels[members]
         return batch
 
@@ -149,7 +149,7 @@ class GenerativeRatingsObjective(GenerativeObjective):
         return {"bce": F.binary_cross_entropy_with_logits(outputs, batch.targets),
                 "accuracy": ((outputs > 0).float() == batch.targets).float().mean()}
 
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, share_prefix: bool) -> Evaluation | None:
+    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out verdict accuracy and cross-entropy of ``sigmoid(reward)``."""
         if not self.held_enc:
             return None

@@ -24,7 +24,7 @@ from rewardkit.encoding.encoded_set import truncated_count
 from rewardkit.encoding.encoder import Encoded, Encoder
 from rewardkit.evaluation.held_out import evaluate_net
 from rewardkit.model.backbone import load_backbone
-from rewardkit.model.batching import Batch, collate_for
+from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.training.losses import batch_loss, loss_denominator
 from rewardkit.training.objectives.base import Evaluation, Objective
 from rewardkit.training.resume import data_fingerprint, legacy_data_fingerprint
@@ -91,8 +91,8 @@ class PairwiseObjective(Objective):
         return truncated_count(self.items)
 
     # ------------------------------------------------------------------ the step
-    def collate(self, members: list[int], pad_id: int, share_prefix: bool, prompt_ids: list[int]) -> Batch:
-        return collate_for([self.items[j] for j in members], pad_id, share_prefix,
+    def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
+        return collate_for([self.items[j] for j in members], pad_id, layout.share_prefix, layout.pack,
                            balance_per_prompt=self.cfg.balance_per_prompt, use_margin=self.cfg.use_margin,
                            prompt_ids=prompt_ids)
 
@@ -104,11 +104,11 @@ class PairwiseObjective(Objective):
         return {"pairwise": loss, "accuracy": accuracy}
 
     # ------------------------------------------------------------------ evaluation and the saved model
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, share_prefix: bool) -> Evaluation | None:
+    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         if not self.held_enc:
             return None
         metrics, rewards = evaluate_net(net, self.held_out, self.held_enc, pad_id, self.cfg.eval_batch_size,
-                                        run.accelerator, share_prefix)
+                                        run.accelerator, layout.share_prefix, layout.pack)
         return Evaluation(metrics, [r for rs in rewards for r in rs], rewards)
 
     def describe(self, metrics: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from rewardkit.model.artifacts import is_peft_model
 from rewardkit.model.attribute_head import (RegressionMeta, Scaling, fit_scaling, fold_output_layer, head_config,
                                             output_layer)
 from rewardkit.model.backbone import load_backbone
-from rewardkit.model.batching import Batch, collate_for
+from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.training.losses import bradley_terry, combined_reward, regression_loss
 from rewardkit.training.objectives.base import Evaluation, Objective
 from rewardkit.training.resume import data_fingerprint
@@ -148,10 +148,11 @@ class RegressionObjective(Objective):
         return hashlib.sha256(f"{shapes}|{ratings}".encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ the step
-    def collate(self, members: list[int], pad_id: int, share_prefix: bool, prompt_ids: list[int]) -> Batch:
+    def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
         """Rows and pairs in one padded batch; targets [responses, K] and their mask (a pair's
         responses have none: they train the pairwise term only)."""
-        batch = collate_for([self.items[j] for j in members], pad_id, share_prefix, use_margin=self.cfg.use_margin,
+        batch = collate_for([self.items[j] for j in members], pad_id, layout.share_prefix, layout.pack,
+                            use_margin=self.cfg.use_margin,
                             prompt_ids=prompt_ids)
         k, rows = len(self.attributes), len(self.train)
         targets, observed = [], []
@@ -194,7 +195,7 @@ class RegressionObjective(Objective):
     def _combined(self, pred: list[list[float]]) -> list[float]:
         return [math.fsum(w * v for w, v in zip(self.weights, p)) for p in pred]
 
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, share_prefix: bool) -> Evaluation | None:
+    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         if not self.held:
             return None
         pred = self._predict(run, net, pad_id, self.held_enc)

@@ -25,7 +25,7 @@ from rewardkit.data.records import Comparison, text_key
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.evaluation.held_out import shard
 from rewardkit.model.backbone import load_causal_lm
-from rewardkit.model.batching import Batch, collate_lm, sorted_batches
+from rewardkit.model.batching import Batch, BatchLayout, collate_lm, sorted_batches
 from rewardkit.model.net import TokenLogProbNet
 from rewardkit.training.objectives.base import Evaluation
 from rewardkit.training.objectives.pairwise import PairwiseObjective
@@ -52,6 +52,7 @@ class SFTObjective(PairwiseObjective):
     logged = ("loss",)
     term_weights = {"nll": 1.0}
     prefix_sharing = False
+    packing = False  # language-model batches read every response token: one row per example
     reward_statistics = False
 
     def load(self, run: Any) -> None:
@@ -66,7 +67,7 @@ class SFTObjective(PairwiseObjective):
     def net(self, model: nn.Module) -> nn.Module:
         return TokenLogProbNet(model)
 
-    def collate(self, members: list[int], pad_id: int, share_prefix: bool, prompt_ids: list[int]) -> Batch:
+    def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
         return collate_lm([self.items[j] for j in members], pad_id)
 
     def counts(self, batch: Batch) -> dict[str, float]:
@@ -76,7 +77,7 @@ class SFTObjective(PairwiseObjective):
         return {"nll": -outputs.mean()}
 
     # ------------------------------------------------------------------ evaluation and the saved model
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, share_prefix: bool) -> Evaluation | None:
+    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out perplexity of the chosen responses (every process scores its share of them)."""
         if not self.held_enc:
             return None
