@@ -161,6 +161,22 @@ def load_causal_lm(name: str | None, dropout: bool = False, what: str = "--objec
     return model, tokenizer
 
 
+def resolve_compile(setting: str, device_type: str) -> bool:
+    """--compile: ``auto`` compiles on a GPU only (on a CPU compiling costs more than it saves on short runs)."""
+    if setting not in ("auto", "on", "off"):
+        raise UsageError(f"--compile must be auto, on or off (got {setting!r})")
+    return setting == "on" or (setting == "auto" and device_type == "cuda")
+
+
+def compile_backbone(model: nn.Module) -> None:
+    """``torch.compile`` the module that does the work, in place and with dynamic shapes: a decoder's
+    body (`RewardNet` calls it and applies the head itself), an encoder whole. The module keeps its
+    type and weights, so peft, accelerate and saving see the same model."""
+    inner = unwrap(model)
+    target = getattr(inner, inner.base_model_prefix) if is_decoder(inner) else inner
+    target.compile(dynamic=True)
+
+
 def setup_pad_token(model: nn.Module, tokenizer: Any, decoder: bool | None = None) -> None:
     """Give the tokenizer a pad token and keep ``config.pad_token_id`` in sync.
 

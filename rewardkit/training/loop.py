@@ -71,11 +71,16 @@ def restore(run: Run, job: TrainingJob) -> TrainState:
     return state
 
 
-def fit(run: Run, job: TrainingJob, state: TrainState) -> float:
-    """The optimizer loop; returns its seconds. Each step: forward/backward, check, update, log,
-    evaluate, checkpoint."""
-    cfg, total = run.cfg, job.plan.total_steps
+WARMUP_STEPS = 5  # steps timed apart: compilation, allocator and kernel warm-up land in the first few
+
+
+def fit(run: Run, job: TrainingJob, state: TrainState) -> dict[str, Any]:
+    """The optimizer loop; returns its timing (`step_timing`). Each step: forward/backward, check, update,
+    log, evaluate, checkpoint."""
+    cfg, total, first = run.cfg, job.plan.total_steps, state.step
     started = time.time()
+    warm = min(WARMUP_STEPS, (total - first) // 2)
+    warmed_up = started
     with StopSignals() as stop, tqdm(total=total, initial=state.step, desc="train", disable=not run.main,
                                      unit="step") as bar:
         while state.step < total:
@@ -88,6 +93,8 @@ def fit(run: Run, job: TrainingJob, state: TrainState) -> float:
             job.optimizer.zero_grad(set_to_none=True)
             state.record(values, seen)
             bar.update(1)
+            if state.step - first == warm:
+                warmed_up = time.time()
             if state.step % cfg.logging_steps == 0 or state.step == total:
                 log_train(run, job, state, grad_norm, bar)
             if cfg.eval_steps and state.step % cfg.eval_steps == 0 and state.step < total:
@@ -102,7 +109,15 @@ def fit(run: Run, job: TrainingJob, state: TrainState) -> float:
                     raise TrainingInterrupted(f"stopped by {stop.name or 'SIGTERM'} after step {state.step} of "
                                               f"{total}; checkpoint written to {saved}; continue with --resume",
                                               128 + signum)
-    return time.time() - started
+    return step_timing(started, warmed_up, time.time(), warm, total - first - warm)
+
+
+def step_timing(started: float, warmed_up: float, ended: float, warm_steps: int, steady_steps: int) -> dict[str, Any]:
+    """The loop's seconds, with its first steps (compilation, warm-up) apart from the steady state."""
+    steady = ended - warmed_up
+    return {"train_seconds": ended - started, "warmup_steps": warm_steps,
+            "warmup_seconds": round(warmed_up - started, 2),
+            "steady_steps_per_second": round(steady_steps / steady, 3) if steady_steps and steady > 0 else None}
 
 
 def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], step: int

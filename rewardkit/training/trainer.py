@@ -27,6 +27,7 @@ import torch
 from rewardkit.config import TrainConfig, to_dict
 from rewardkit.model.lora import apply_lora, save_trainable_only
 from rewardkit.model.precision import resolve_precision
+from rewardkit.model.backbone import compile_backbone, resolve_compile
 from rewardkit.model.batching import BatchLayout
 from rewardkit.model.prefix_sharing import resolve_packing, resolve_prefix_sharing
 from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
@@ -83,16 +84,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             plan = plan_run(cfg, run, objective, layout)
             job = build_job(cfg, run, objective, model, plan, layout, tokenizer.pad_token_id, fingerprint)
             state = restore(run, job)
-            train_seconds = fit(run, job, state)
+            timing = fit(run, job, state)
             final, stats = final_evaluation(run, job)
-            publish(run, job, tokenizer, state, final, stats,
-                    {"seconds": round(time.time() - started, 1), "train_seconds": round(train_seconds, 1)})
+            publish(run, job, tokenizer, state, final, stats, {"seconds": round(time.time() - started, 1), **timing,
+                                                               "train_seconds": round(timing["train_seconds"], 1)})
             run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=str(run.out), steps=plan.total_steps, pairs_seen=state.seen,
                        train_comparisons=len(objective.items), truncated=objective.truncated,
                        skipped=objective.skipped, eval_metrics=final.metrics if final else None,
                        seconds=time.time() - started,
-                       resumed_from_step=int(run.saved["step"]) if run.saved else 0, train_seconds=train_seconds)
+                       resumed_from_step=int(run.saved["step"]) if run.saved else 0,
+                       train_seconds=timing["train_seconds"])
 
 
 def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
@@ -147,6 +149,10 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
         total = sum(p.numel() for p in model.parameters())
         run.say(f"LoRA r={cfg.lora_r}: {trainable:,} of {total:,} parameters trainable "
                 f"({100 * trainable / total:.2f}%, score head included)")
+    if resolve_compile(cfg.compile, run.accelerator.device.type):
+        compile_backbone(model)
+        run.say("compile: the backbone's forward is compiled (torch.compile, dynamic shapes); the first steps "
+                "include compilation")
     net = objective.net(model)
     net.train()
     optimizer = build_optimizer(cfg, net)

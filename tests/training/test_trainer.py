@@ -181,3 +181,23 @@ def test_packed_rows_train_like_plain_rows(llama_dir: Path, tmp_path: Path, obje
     assert packed_eval["packing"] == 64 and "packing" not in plain_eval
     assert packed_losses == pytest.approx(plain_losses, abs=1e-5) and len(plain_losses) >= 2
     assert packed.eval_metrics["mean_margin"] == pytest.approx(plain.eval_metrics["mean_margin"], abs=1e-5)
+
+
+@pytest.mark.slow  # torch.compile on a CPU: about a minute of compilation
+def test_compiled_training_matches_eager(llama_dir: Path, tmp_path: Path) -> None:
+    """--compile on (forced on a CPU) trains as --compile off does, and eval.json times the warm-up
+    (compilation) apart from the steady state."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(24))
+    runs = {}
+    for setting in ("off", "on"):
+        out = tmp_path / setting
+        result = train(_cfg(llama_dir, data, out, epochs=2, compile=setting, logging_steps=1, packing="on"),
+                       log=lambda _m: None)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[setting] = (result, [x["loss"] for x in rows if x["split"] == "train"],
+                         json.loads((out / "eval.json").read_text()))
+    (eager, eager_losses, _), (compiled, compiled_losses, summary) = runs["off"], runs["on"]
+    assert compiled_losses == pytest.approx(eager_losses, abs=1e-4) and len(eager_losses) >= 6
+    assert compiled.eval_metrics["mean_margin"] == pytest.approx(eager.eval_metrics["mean_margin"], abs=1e-4)
+    assert summary["warmup_steps"] == 5 and summary["steady_steps_per_second"] > 0
+    assert summary["warmup_seconds"] > 0
