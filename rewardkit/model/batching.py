@@ -77,8 +77,16 @@ class Batch:
     segments: torch.Tensor | None = None  # [2, rows, L]: unit and part of every token of packed rows
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
-                        for f in fields(self)})
+        """The batch on ``device``. To a GPU the copies go through pinned memory without blocking, so the
+        host goes on collating the next pass while the copy and the current pass run."""
+        gpu = torch.device(device).type == "cuda"
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return t.pin_memory().to(device, non_blocking=True) if gpu and t.device.type == "cpu" else t.to(device)
+
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
     @property
     def num_comparisons(self) -> int:

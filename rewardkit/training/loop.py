@@ -132,30 +132,34 @@ def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], 
     check = (lambda loss: check_step(run, step, [loss], 0.0, False)) if run.deepspeed else None
     values, seen = [], 0
     for i, rnd in enumerate(rounds):
-        passes = [job.objective.collate(members, job.pad_id, job.layout,
-                                        [plan.prompt_of[j] for j in members]).to(acc.device)
+        passes = [job.objective.collate(members, job.pad_id, job.layout, [plan.prompt_of[j] for j in members])
                   for members in plan.passes(rnd[run.rank])]
+        counts = [job.objective.counts(batch) for batch in passes]  # on the host: no wait for the GPU
+        passes = [batch.to(acc.device) for batch in passes]
         last = i == len(rounds) - 1
         syncs = [nullcontext() if last and k == len(passes) - 1 else acc.no_sync(job.net) for k in range(len(passes))]
-        values.append(backward_passes(job.objective, job.net, passes, acc.backward, 1 / len(rounds), syncs, check))
+        values.append(backward_passes(job.objective, job.net, passes, acc.backward, 1 / len(rounds), syncs, check,
+                                      counts))
         seen += sum(len(b) for b in rnd)
     return values, seen
 
 
 def backward_passes(objective: Objective, net: torch.nn.Module, passes: list[Batch],
                     backward: Callable[[torch.Tensor], None], scale: float, syncs: list[Any] | None = None,
-                    check: Callable[[float], Any] | None = None) -> dict[str, torch.Tensor]:
+                    check: Callable[[float], Any] | None = None,
+                    counts: list[dict[str, float]] | None = None) -> dict[str, torch.Tensor]:
     """Forward and backward each pass of one micro-batch; returns the whole micro-batch's logged values.
 
     Each loss term's mean over a pass is weighted by the pass's share of what that term averages
     over in the whole micro-batch (`Objective.counts`), so the gradients summed over the passes are
     those of the whole micro-batch's loss (times ``scale``), whatever the passes hold. ``syncs``
     gives a context per pass (DDP's no_sync for all but the last of an optimizer step); ``check``
-    sees each pass's loss before its backward. The logged values stay on the device (float64, in the
+    sees each pass's loss before its backward; ``counts`` are the passes' `Objective.counts` when the
+    caller took them before moving the batches to a GPU. The logged values stay on the device (float64, in the
     order a Python float sum would take): reading them would wait for the GPU, so the loop reads
     them only when it logs.
     """
-    counts = [objective.counts(batch) for batch in passes]
+    counts = counts or [objective.counts(batch) for batch in passes]
     totals = {name: sum(c[name] for c in counts) for name in counts[0]}
     values: dict[str, Any] = dict.fromkeys(totals, 0.0)  # a value with nothing to average here stays 0
     for k, batch in enumerate(passes):
