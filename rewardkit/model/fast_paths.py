@@ -14,6 +14,13 @@
   forward on a real batch before first use, so a transformers release that changes BERT's
   internals costs speed, never correctness.
 
+* **Block masks for packed rows** (GPUs): rows of several comparisons (`rewardkit.model.batching.
+  collate_rows`) need a mask that keeps every sequence to itself; as a dense ``[rows, L, L]`` tensor it
+  rules out SDPA's fused kernels and grows with L squared. ``flex_attention`` takes the same rule as a
+  block mask built from the rows' segments (`flex_block_mask`) and skips the blocks nothing attends to.
+  `enable_flex_attention` switches a decoder to it only when it reproduces the dense rewards on a
+  probe batch (it needs a GPU: torch's CPU path is not used).
+
 Prefix sharing (decoders: the prompt encoded once per comparison) is decided in
 `rewardkit.model.prefix_sharing`; the packed rows it produces are chunked here like any others.
 """
@@ -26,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rewardkit.model.backbone import no_autocast, param_dtype
+from rewardkit.model.backbone import no_autocast, param_dtype, unwrap
 
 # Fixed cost of one extra chunk (a few hundred op dispatches, forward and backward), in padded
 # tokens: it keeps the planner from cutting a batch into many tiny chunks.
@@ -173,3 +180,49 @@ def verify_cls_fast_path(inner: nn.Module, input_ids: torch.Tensor, attention_ma
     finally:
         inner.train(was_training)
     return ok
+
+
+def flex_block_mask(segments: torch.Tensor) -> Any:
+    """The flex-attention block mask of packed rows: the rule of `rewardkit.model.batching.segment_mask`
+    (same unit, causal, a key in the prompt or in the query's own part; padding sees itself)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    unit, part = segments[0], segments[1]
+
+    def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
+        visible = (part[b, kv] == 0) | (part[b, kv] == part[b, q])
+        real = (unit[b, q] == unit[b, kv]) & visible & (q >= kv) & (unit[b, q] >= 0)
+        return real | ((q == kv) & (unit[b, q] < 0))
+
+    rows, width = unit.shape
+    return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=width, KV_LEN=width, device=unit.device)
+
+
+def enable_flex_attention(net: Any, probe: Any, tolerance: float) -> str | None:
+    """Switch ``net``'s decoder to flex_attention over packed rows when, on the packed ``probe`` batch (on
+    the model's GPU), its rewards match the dense mask's within ``tolerance``; returns why not, or None.
+
+    Needs a GPU and a transformers model that takes ``set_attn_implementation("flex_attention")``; the
+    model is put back on its dense attention whenever the check fails."""
+    inner = unwrap(net.model)
+    if probe.input_ids.device.type != "cuda":
+        return "flex attention is used on GPUs only"
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask  # noqa: F401
+    except ImportError:
+        return "this torch has no flex_attention"
+    dense_impl = inner.config._attn_implementation
+    try:
+        with torch.no_grad():
+            want = net(**probe.inputs())
+            inner.set_attn_implementation("flex_attention")
+            net.flex_attention = True
+            got = net(**probe.inputs())
+        diff = float((want - got).abs().max())
+        if not diff <= tolerance:
+            raise ValueError(f"flex rewards differ from the dense mask's by {diff:.2e} on a probe batch")
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure leaves the dense path in place
+        net.flex_attention = False
+        inner.set_attn_implementation(dense_impl)
+        return f"flex attention unusable here: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

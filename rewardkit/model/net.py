@@ -27,7 +27,8 @@ from torch import nn
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.model.backbone import accepts, is_decoder, no_autocast, param_dtype, unwrap
 from rewardkit.model.batching import Batch, batch_length, collate_for, sorted_batches
-from rewardkit.model.fast_paths import bert_cls_capable, bert_cls_rewards, row_chunks, verify_cls_fast_path
+from rewardkit.model.fast_paths import (bert_cls_capable, bert_cls_rewards, flex_block_mask, row_chunks,
+                                       verify_cls_fast_path)
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -55,6 +56,8 @@ class RewardNet(nn.Module):
         self.cls_fast = False if not bert_cls_capable(inner) else cls_fast_path
         # None: planned chunks on CPU, whole batch elsewhere; n > 0: fixed chunks of n rows; 0: off
         self.row_chunk = row_chunk
+        # packed rows through flex_attention with a block mask (`enable_flex_attention`, GPUs), else dense
+        self.flex_attention = False
         hidden = getattr(inner.config, "hidden_size", None) or 1024
         self.attention_tokens = 6 * hidden  # a row of L tokens costs L * (1 + L / this) token-units
 
@@ -70,6 +73,10 @@ class RewardNet(nn.Module):
         the log-probability of that token there (`TokenLogProbNet`). ``segments`` describes packed rows
         (`rewardkit.model.batching.collate_rows`) for attention that takes a block mask instead of
         ``attention_mask``'s dense one."""
+        if self.flex_attention and segments is not None:  # packed rows on a GPU: a block mask, not L x L
+            attention_mask = flex_block_mask(segments)
+            return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids,
+                                 read_ids)
         chunks = self._chunks(attention_mask, reward_row, reward_col)
         if chunks is None:
             return self._rewards(input_ids, attention_mask, position_ids, reward_row, reward_col, token_type_ids,
@@ -96,7 +103,8 @@ class RewardNet(nn.Module):
         inner = unwrap(self.model)
         if self.last_token:
             body = getattr(inner, inner.base_model_prefix)
-            if attention_mask.dim() == 4 and inner.config._attn_implementation != "sdpa":
+            if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4 and \
+                    inner.config._attn_implementation != "sdpa":
                 attention_mask = additive_mask(attention_mask, param_dtype(body))
             out = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
             hidden = out.last_hidden_state[reward_row, reward_col]

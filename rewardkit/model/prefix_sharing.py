@@ -20,7 +20,8 @@ from torch import nn
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.backbone import accepts, is_decoder, no_autocast, param_dtype, unwrap
-from rewardkit.model.batching import collate, collate_packed
+from rewardkit.model.batching import collate, collate_packed, collate_rows
+from rewardkit.model.fast_paths import enable_flex_attention
 from rewardkit.model.net import RewardNet, compute_rewards
 
 
@@ -105,6 +106,20 @@ def resolve_packing(setting: str, model: nn.Module, device_type: str, max_length
     if reason is not None or (setting == "auto" and device_type != "cuda"):
         return 0
     return PACK_MULTIPLE
+
+
+def resolve_flex_attention(net: RewardNet, pad_id: int, pack: int, share_prefix: bool) -> str | None:
+    """With packed rows on a GPU, run attention through flex_attention block masks when a probe batch
+    reproduces the dense mask's rewards (`rewardkit.model.fast_paths.enable_flex_attention`); returns why
+    not, or None. Without packed rows, or on a CPU, nothing changes."""
+    inner = _inner(net)
+    device = next(inner.parameters()).device
+    if not pack or device.type != "cuda":
+        return "no packed rows on a GPU"
+    items = _probe_items(inner.get_input_embeddings().weight.shape[0], pad_id)
+    probe = collate_rows(items, pad_id, share_prefix, pack).to(device)
+    tol = 1e-4 if param_dtype(inner) == torch.float32 else 3e-2
+    return enable_flex_attention(net, probe, tol)
 
 
 def resolve_prefix_sharing(setting: str, model: nn.Module, pad_id: int, max_length: int,

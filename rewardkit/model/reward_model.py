@@ -25,7 +25,7 @@ from rewardkit.model.backbone import make_encoder
 from rewardkit.model.net import RewardNet, VerdictNet, score_encoded
 from rewardkit.model.verdict import Verdict
 from rewardkit.model.precision import native_bf16, resolve_dtype
-from rewardkit.model.prefix_sharing import resolve_packing, resolve_prefix_sharing
+from rewardkit.model.prefix_sharing import resolve_flex_attention, resolve_packing, resolve_prefix_sharing
 
 
 def sigmoid(x: float) -> float:
@@ -82,6 +82,7 @@ class RewardModel:
                                     tail=self.verdict.template_ids if self.verdict else None)
         self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.net, self.pad_id, self.max_length)
         self.pack = resolve_packing(packing, self.model, self.device.type, self.max_length)
+        resolve_flex_attention(self.net, self.pad_id, self.pack, self.share_prefix)  # GPUs with packed rows only
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None,

@@ -29,7 +29,7 @@ from rewardkit.model.lora import apply_lora, save_trainable_only
 from rewardkit.model.precision import resolve_precision
 from rewardkit.model.backbone import compile_backbone, resolve_compile
 from rewardkit.model.batching import BatchLayout
-from rewardkit.model.prefix_sharing import resolve_packing, resolve_prefix_sharing
+from rewardkit.model.prefix_sharing import resolve_flex_attention, resolve_packing, resolve_prefix_sharing
 from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
 from rewardkit.training.loop import TrainingJob, fit, restore
 from rewardkit.training.objectives import Objective, objective_for
@@ -162,6 +162,9 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
     if run.deepspeed:
         configure_deepspeed(run.accelerator, cfg.batch_size)  # no DataLoader to read the micro-batch from
     net, optimizer = run.accelerator.prepare(net, optimizer)
+    if layout.pack and run.accelerator.device.type == "cuda":
+        why = resolve_flex_attention(run.accelerator.unwrap_model(net), pad_id, layout.pack, layout.share_prefix)
+        run.say("packed rows: flex_attention block masks" if why is None else f"packed rows: dense masks ({why})")
     # Registered, not prepared: a prepared scheduler steps once per process per optimizer step.
     run.accelerator.register_for_checkpointing(scheduler)
     if cfg.lora_r:

@@ -151,3 +151,36 @@ def test_plan_chunks_finds_the_cheapest_cuts() -> None:
         brute = min(cost(lengths, list(c), attn, overhead) for k in range(len(lengths))
                     for c in itertools.combinations(range(1, len(lengths)), k))
         assert cost(lengths, plan_chunks(lengths, attn, overhead), attn, overhead) == pytest.approx(brute)
+
+
+def test_flex_block_mask_says_what_the_dense_mask_says(llama_dir: Path) -> None:
+    """The block mask's rule (evaluated token by token, as flex_attention does) equals segment_mask for
+    packed rows with prefix sharing; on a CPU the flex path is not taken."""
+    from rewardkit.data.records import Comparison
+    from rewardkit.model.backbone import load_backbone, make_encoder
+    from rewardkit.model.batching import collate_rows, segment_mask
+    from rewardkit.model.fast_paths import flex_block_mask
+    from rewardkit.model.net import RewardNet
+    from rewardkit.model.prefix_sharing import resolve_flex_attention
+
+    model, tok = load_backbone(str(llama_dir))
+    enc = make_encoder(model, tok, 64)
+    items = [enc.encode(Comparison(prompt=f"q{i} " * (i + 1), responses=[f"a{j} " * (j + 2) for j in range(2 + i % 2)]))
+             for i in range(5)]
+    batch = collate_rows(items, tok.pad_token_id, share_prefix=True, multiple=16)
+    block = flex_block_mask(batch.segments)
+    rows, width = batch.input_ids.shape
+    b, q, kv = torch.meshgrid(torch.arange(rows), torch.arange(width), torch.arange(width), indexing="ij")
+    assert torch.equal(block.mask_mod(b, None, q, kv), segment_mask(batch.segments)[:, 0])
+    assert resolve_flex_attention(RewardNet(model), tok.pad_token_id, 16, True) == "no packed rows on a GPU"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="flex_attention runs on a GPU")
+def test_flex_attention_rewards_equal_the_dense_mask_on_a_gpu(llama_dir: Path) -> None:
+    from rewardkit.model.backbone import load_backbone
+    from rewardkit.model.net import RewardNet
+    from rewardkit.model.prefix_sharing import resolve_flex_attention
+
+    model, tok = load_backbone(str(llama_dir))
+    net = RewardNet(model.cuda())
+    assert resolve_flex_attention(net, tok.pad_token_id, 64, True) is None and net.flex_attention
