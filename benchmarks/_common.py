@@ -39,6 +39,23 @@ def load_pairs(path: str, limit: int | None) -> list[Any]:
     return comps[:limit] if limit else comps
 
 
+def long_prompt_pairs(comps: list[Any], n: int, chars: int) -> list[Any]:
+    """``n`` pairs with long prompts: each pair's own prompt after earlier dialogues of the file (prompt and
+    chosen reply) until the history holds at least ``chars`` characters. The responses stay short, so
+    sharing the prompt nearly halves the tokens: the case prefix sharing is for (RAG, long chats)."""
+    from dataclasses import replace
+
+    out = []
+    for i in range(n):
+        c, history, j = comps[i % len(comps)], "", i + 1
+        while len(history) < chars:
+            d = comps[j % len(comps)]
+            history += d.prompt + d.responses[0]
+            j += 1
+        out.append(replace(c, prompt=history + c.prompt))
+    return out
+
+
 def split(comps: list[Any], test_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
     from rewardkit.data.loading import split_by_prompt
 
@@ -63,6 +80,44 @@ def peak_rss_gb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
+
+
+def peak_gpu_gb() -> float | None:
+    """Peak GPU memory torch allocated in this process (None without a GPU)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1024 ** 3 if torch.cuda.is_available() else None
+
+
+# dense bf16 matrix peak of the GPUs MFU is quoted against (NVIDIA's datasheet figures, no sparsity)
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def peak_tflops() -> float | None:
+    """The running GPU's dense bf16 peak, if it is one of PEAK_TFLOPS (MFU is not quoted otherwise)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def non_embedding_params(model_dir: str) -> int:
+    """Parameters of the backbone and head, input embeddings left out (they do no matrix work), counted
+    on the meta device: nothing is allocated."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(model_dir))
+    emb = model.get_input_embeddings().weight.numel()
+    return sum(p.numel() for p in model.parameters()) - emb
+
+
+def mfu(params: int, tokens: float, seconds: float, tflops: float | None) -> float | None:
+    """Model FLOPs utilisation: 6 x params x tokens (forward and backward) over seconds x peak."""
+    return 6 * params * tokens / seconds / (tflops * 1e12) if tflops and seconds > 0 else None
 
 
 def machine() -> str:

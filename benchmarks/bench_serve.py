@@ -44,15 +44,16 @@ import _common as common  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fresh_minilm(out: Path, max_length: int) -> Path:
-    """The bundled MiniLM-L6 with a fresh reward head, saved as a rewardkit model directory."""
+def fresh_head(out: Path, max_length: int, backbone: str | None = None) -> Path:
+    """A backbone (default: the bundled MiniLM-L6) with a fresh reward head, saved as a rewardkit model
+    directory."""
     import torch
 
     from rewardkit.model.artifacts import save_model
     from rewardkit.model.backbone import load_backbone
 
     torch.manual_seed(0)
-    model, tok = load_backbone(None)
+    model, tok = load_backbone(backbone)
     save_model(model, tok, out, {"max_length": max_length})
     return out
 
@@ -228,6 +229,7 @@ def measure(rm: Any, servers: dict[str, str], items: list[tuple[str, str]], conc
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="rewardkit model directory (default: MiniLM-L6 with a fresh head)")
+    ap.add_argument("--backbone", help="instead of --model: this backbone directory with a fresh head")
     ap.add_argument("--data", default=None, help="preference file (default: shared hh-rlhf, else the bundled sample)")
     ap.add_argument("--items", type=int, default=256, help="(prompt, chosen) items to score per run")
     ap.add_argument("--max-length", type=int, default=512)
@@ -251,7 +253,7 @@ def main() -> int:
     from rewardkit import RewardModel
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(args.model) if args.model else fresh_minilm(Path(tmp) / "minilm", args.max_length)
+        model = Path(args.model) if args.model else fresh_head(Path(tmp) / "fresh", args.max_length, args.backbone)
         comps = common.load_pairs(args.data or common.default_data(), args.items)
         items = [(c.prompt, c.responses[0]) for c in comps][:args.items]
         rm = RewardModel.from_pretrained(model)  # the device the server picks too (cuda when there is one)

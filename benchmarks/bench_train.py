@@ -57,9 +57,12 @@ def child_rewardkit(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = TrainConfig(model=spec["model"], train_data=spec["train"], eval_data=spec["test"],
                       output_dir=spec["out"], overwrite=True, max_length=spec["max_length"],
                       batch_size=spec["batch_size"], epochs=spec["epochs"], seed=spec["seed"],
-                      precision=spec["precision"], logging_steps=1000, **({"lr": spec["lr"]} if spec["lr"] else {}))
+                      precision=spec["precision"], logging_steps=1000, **({"lr": spec["lr"]} if spec["lr"] else {}),
+                      **spec["rk_options"])
     result = train(cfg, log=lambda m: print(m, file=sys.stderr))
-    rss = common.peak_rss_gb()
+    rss, gpu = common.peak_rss_gb(), common.peak_gpu_gb()
+    report_file = Path(spec["out"]) / "eval.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
     rm = RewardModel.from_pretrained(spec["out"], device="cpu" if not torch.cuda.is_available() else None)
     from rewardkit.data.loading import load_comparisons
 
@@ -68,7 +71,20 @@ def child_rewardkit(spec: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": result.train_seconds, "pairs_used": result.train_comparisons,
             "pairs_given": len(_read_pairs(spec["train"])), "truncated": result.truncated,
             "correct": [a > b for a, b in rewards], "eval_accuracy_reported": result.eval_metrics["accuracy"],
-            "peak_rss_gb": rss, "wall_seconds": time.time() - started, "threads": torch.get_num_threads()}
+            "peak_rss_gb": rss, "peak_gpu_gb": gpu, "wall_seconds": time.time() - started,
+            "threads": torch.get_num_threads(), "tokens": _rewardkit_tokens(spec),
+            "steady_steps_per_second": report.get("steady_steps_per_second"),
+            "warmup_seconds": report.get("warmup_seconds"), "steps": result.steps}
+
+
+def _rewardkit_tokens(spec: dict[str, Any]) -> int:
+    """Real tokens of one epoch's sequences, unshared (prompt + response + EOS per response, as trained)."""
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.model.backbone import load_backbone, make_encoder
+
+    model, tok = load_backbone(spec["model"])
+    enc = make_encoder(model, tok, spec["max_length"])
+    return sum(len(s) for c in load_comparisons(spec["train"]).comparisons for s in enc.encode(c).input_ids)
 
 
 def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +103,8 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
         extra["eos_token"] = tok.sep_token
     if spec["lr"]:
         extra["learning_rate"] = spec["lr"]
+    if not torch.cuda.is_available():
+        extra["use_cpu"] = True  # transformers refuses bf16 on a CPU unless told the run is on one
     if spec["trl_gradient_checkpointing"] != "default":
         extra["gradient_checkpointing"] = spec["trl_gradient_checkpointing"] == "on"
     args = RewardConfig(output_dir=spec["out"], per_device_train_batch_size=spec["batch_size"],
@@ -96,8 +114,9 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer = RewardTrainer(model=spec["model"], args=args, train_dataset=Dataset.from_list(train_rows),
                             processing_class=tok)
     used = len(trainer.train_dataset)
+    tokens = sum(len(row["chosen_ids"]) + len(row["rejected_ids"]) for row in trainer.train_dataset)
     out = trainer.train()
-    rss = common.peak_rss_gb()
+    rss, gpu = common.peak_rss_gb(), common.peak_gpu_gb()
     runtime = out.metrics["train_runtime"]
 
     # held-out pairs, tokenized the way TRL tokenized its training data (prompt + response + EOS)
@@ -126,12 +145,30 @@ def child_trl(spec: dict[str, Any]) -> dict[str, Any]:
     correct = [rewards[2 * i] > rewards[2 * i + 1] for i in range(len(test))]
     return {"system": "trl", "pairs_per_s": used * spec["epochs"] / runtime, "train_seconds": runtime,
             "pairs_used": used, "pairs_given": len(train_rows), "truncated": 0, "correct": correct,
-            "long_pair": long_pair, "peak_rss_gb": rss, "wall_seconds": time.time() - started,
+            "long_pair": long_pair, "peak_rss_gb": rss, "peak_gpu_gb": gpu, "wall_seconds": time.time() - started,
+            "tokens": tokens,
             "threads": torch.get_num_threads(),
             "gradient_checkpointing": bool(trainer.args.gradient_checkpointing)}
 
 
 # ----------------------------------------------------------------------------------------- parent
+
+
+def rk_options(pairs: list[str]) -> dict[str, Any]:
+    """--rk FIELD=VALUE settings, typed as TrainConfig declares them (bad names fail before any run)."""
+    import dataclasses
+
+    from rewardkit.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in fields:
+            raise SystemExit(f"--rk {pair}: TrainConfig has no field {name!r}")
+        kind = str(fields[name].type)
+        out[name] = int(value) if kind.startswith("int") else float(value) if kind.startswith("float") else value
+    return out
 
 
 def main() -> int:
@@ -151,8 +188,15 @@ def main() -> int:
                     help="TRL's precision (default fp32, the reference setting; auto/bf16 for a matched run)")
     ap.add_argument("--trl-gradient-checkpointing", default="default", choices=["default", "on", "off"],
                     help="TRL's gradient checkpointing (its default is on)")
+    ap.add_argument("--rk", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a rewardkit training setting for this run, e.g. --rk packing=on --rk pass_tokens=32768 "
+                         "(TrainConfig field names; repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N pairs (smoke tests)")
+    ap.add_argument("--long-prompts", type=int, default=None, metavar="N",
+                    help="train on N pairs whose prompts are made long from earlier dialogues of --data")
+    ap.add_argument("--long-prompt-chars", type=int, default=6000,
+                    help="characters of history before each long prompt's own (default 6000: ~1,500 BPE tokens)")
     ap.add_argument("--repeats", type=int, default=1, help="alternating runs per system")
     ap.add_argument("--only", choices=["rewardkit", "trl"], default=None)
     ap.add_argument("--json", default=None, help="also write all results to this file")
@@ -171,6 +215,8 @@ def main() -> int:
 
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
+    if args.long_prompts:
+        comps = common.long_prompt_pairs(comps, args.long_prompts, args.long_prompt_chars)
     if args.eval_data:
         train_c, test_c = comps, common.load_pairs(args.eval_data, None)
     else:
@@ -181,7 +227,7 @@ def main() -> int:
             "model": args.model or default_model_path(), "max_length": args.max_length,
             "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed, "lr": args.lr,
             "precision": args.precision, "trl_precision": args.trl_precision,
-            "trl_gradient_checkpointing": args.trl_gradient_checkpointing}
+            "trl_gradient_checkpointing": args.trl_gradient_checkpointing, "rk_options": rk_options(args.rk)}
     print(f"data: {data} -> {len(train_c)} training pairs, {len(test_c)} held-out pairs (prompt-disjoint, "
           f"seed {args.seed}); model {spec['model']}; max length {args.max_length}, batch {args.batch_size}, "
           f"epochs {args.epochs}; rewardkit {resolve_precision(args.precision).describe()}; "
@@ -204,6 +250,7 @@ def main() -> int:
                   f"peak RSS {res['peak_rss_gb']:.2f} GB", file=sys.stderr)
 
     long_pair = next((r["long_pair"] for r in runs if r["system"] == "trl"), None)
+    params, tflops = common.non_embedding_params(spec["model"]), common.peak_tflops()
     rows, summary = [], {}
     for system in systems:
         mine = [r for r in runs if r["system"] == system]
@@ -219,17 +266,25 @@ def main() -> int:
             "pairs_used": mine[0]["pairs_used"], "pairs_given": mine[0]["pairs_given"],
             "heldout_accuracy": common.median(acc), "heldout_accuracy_untruncated": common.median(acc_short),
             "peak_rss_gb": max(r["peak_rss_gb"] for r in mine),
+            "tokens_per_s": common.median([r["tokens"] * args.epochs / r["train_seconds"] for r in mine]),
+            "peak_gpu_gb": max((r["peak_gpu_gb"] or 0.0) for r in mine) or None,
+            "steady_steps_per_second": common.median([r.get("steady_steps_per_second") or float("nan") for r in mine]),
         }
         m = summary[system]
-        rows.append([system, m["pairs_per_s"], m["train_seconds"], f"{m['pairs_used']}/{m['pairs_given']}",
-                     m["heldout_accuracy"], m["heldout_accuracy_untruncated"], m["peak_rss_gb"]])
+        m["mfu"] = common.mfu(params, m["tokens_per_s"], 1.0, tflops)
+        rows.append([system, m["pairs_per_s"], m["tokens_per_s"], m["train_seconds"],
+                     f"{m['pairs_used']}/{m['pairs_given']}", m["heldout_accuracy"], m["heldout_accuracy_untruncated"],
+                     m["peak_rss_gb"], m["peak_gpu_gb"] or "-", f"{100 * m['mfu']:.1f}%" if m["mfu"] else "-"])
     print()
     print(f"machine: {common.machine()}")
     n_test = len(test_c)
     n_short = n_test - sum(long_pair) if long_pair is not None else n_test
-    print(common.table(rows, ["system", "train pairs/s", "train s", "pairs used",
+    print(common.table(rows, ["system", "train pairs/s", "tokens/s", "train s", "pairs used",
                               f"held-out acc ({n_test})", f"acc, pairs TRL did not cut ({n_short})",
-                              "peak RSS GB"]))
+                              "peak RSS GB", "peak GPU GB", "MFU"]))
+    print(f"MFU: 6 x {params / 1e6:.1f}M non-embedding parameters x real tokens (prompt + response + EOS per "
+          f"response, unshared) / train seconds / {tflops or '?'} TFLOP/s"
+          + ("" if tflops else " (no GPU peak known here: not quoted)"))
     if len(summary) == 2:
         rk, trl = summary["rewardkit"], summary["trl"]
         ratio = rk["pairs_per_s"] / trl["pairs_per_s"]
@@ -240,6 +295,8 @@ def main() -> int:
         print(f"TRL gradient checkpointing: {gc}; TRL dropped {trl['pairs_given'] - trl['pairs_used']} "
               f"of {trl['pairs_given']} training pairs for length")
         summary["ratio"] = ratio
+        if rk["peak_gpu_gb"] and trl["peak_gpu_gb"]:
+            print(f"peak GPU memory ratio rewardkit/TRL: {rk['peak_gpu_gb'] / trl['peak_gpu_gb']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "runs": runs, "machine": common.machine(),
                                                "args": vars(args)}, indent=1))
