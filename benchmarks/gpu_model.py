@@ -45,7 +45,7 @@ def build(out: Path, size: str, data: str, vocab_size: int) -> Path:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
     comps = common.load_pairs(data, None)
-    texts = [t for c in comps for t in (c.prompt if isinstance(c.prompt, str) else str(c.prompt), *map(str, c.responses))]
+    texts = [str(t) for c in comps for t in (c.prompt, *c.responses)]
     tok = train_tokenizer(texts, vocab_size)
     hidden, layers, heads, kv, inter, vocab = SIZES[size]
     cfg = Qwen2Config(vocab_size=vocab or len(tok) + 1, hidden_size=hidden, num_hidden_layers=layers,

@@ -72,10 +72,10 @@ def rows(d: Path) -> list[list[str]]:
         out.append(["long prompts", "not run", "", ">= 3x TRL, >= 1.8x unshared", ""])
     score = _load(d, "score.json")
     if score:
-        rate = score["items_per_s"]["rewardkit score_batch"]
-        out.append(["score_batch items/s", f"{_fmt(rate)} (comparisons {_fmt(score['items_per_s']['rewardkit score_comparisons'])},"
-                    f" per-item loop {_fmt(score['items_per_s']['per-item loop'])})", "", ">= 2,000",
-                    _verdict(rate, 2000.0)])
+        per_s = score["items_per_s"]
+        rate = per_s["rewardkit score_batch"]
+        out.append(["score_batch items/s", f"{_fmt(rate)} (comparisons {_fmt(per_s['rewardkit score_comparisons'])}, "
+                    f"per-item loop {_fmt(per_s['per-item loop'])})", "", ">= 2,000", _verdict(rate, 2000.0)])
     else:
         out.append(["score_batch", "not run", "", ">= 2,000 items/s", ""])
     serve = _load(d, "serve.json")

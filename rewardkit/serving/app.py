@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import math
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.batching import token_budget_batches
-from rewardkit.serving.batcher import Batcher, QueueFull
+from rewardkit.serving.batcher import Batcher, QueueFull, item_cost
 from rewardkit.serving.config import ServeConfig
 from rewardkit.serving.inputs import (
     BadRequest,
@@ -79,15 +80,21 @@ class ModelWorker:
         self.limits = Limits(max_items=cfg.max_items, max_chars=cfg.max_chars)
         # one thread: a fast tokenizer must not be used from two threads at once
         self.encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardkit-encode")
+        self.cost = functools.partial(item_cost, packed=bool(rm.pack), share_prefix=rm.share_prefix)
         self.batcher = Batcher(self._run, metrics, cfg.max_batch_tokens, cfg.max_wait_ms / 1000.0,
-                               cfg.max_queue_items, cfg.batching)
+                               cfg.max_queue_items, cfg.batching, self.cost)
         self.stats = rm.meta.get("normalization") if cfg.normalize else None
 
     def _run(self, items: list[Encoded]) -> list[list[float]]:
-        """Model thread: length-sorted forward passes under the token budget, results in item order."""
+        """Model thread: length-sorted forward passes under the token budget, results in item order.
+
+        Packed rows cost their real tokens, counted as that many one-token rows (as training's plan)."""
         out: list[list[float]] = [[] for _ in items]
-        for idx in token_budget_batches([e.longest for e in items], [len(e.input_ids) for e in items],
-                                        self.cfg.max_batch_tokens):
+        if self.rm.pack:
+            widths, rows = [1] * len(items), [self.cost(e) for e in items]
+        else:
+            widths, rows = [e.longest for e in items], [len(e.input_ids) for e in items]
+        for idx in token_budget_batches(widths, rows, self.cfg.max_batch_tokens):
             rewards = self.rm.rewards_for([items[i] for i in idx], batch_size=len(idx))
             for i, r in zip(idx, rewards):
                 out[i] = r

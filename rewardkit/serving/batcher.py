@@ -12,7 +12,8 @@ batch, and a lone client (previous batch: its one item) never waits.
 
 The worker sorts a batch's items by length and cuts it into forward passes under the same token
 budget (rows x longest row; `rewardkit.model.batching.token_budget_batches`, as training's passes),
-so padding stays small. Results go back to each job in its own item
+so padding stays small. With packed rows (``--packing``, decoders on a GPU) an item costs its real
+tokens instead, so a pass holds as many items as the budget allows. Results go back to each job in its own item
 order. Rewards do not depend on the batch: padding is masked and the reward read at each row's
 last real token.
 
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from rewardkit.encoding.encoded_set import tokens_of
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.serving.prometheus import Metrics
 
@@ -37,8 +39,11 @@ class QueueFull(Exception):
     """More items are waiting than ``max_queue_items``."""
 
 
-def item_cost(e: Encoded) -> int:
-    """Padded tokens an item occupies in a batch: its rows times its longest row."""
+def item_cost(e: Encoded, packed: bool = False, share_prefix: bool = False) -> int:
+    """Tokens an item occupies in a forward pass: its rows times its longest row, or with packed rows
+    its real tokens (prompt once with prefix sharing)."""
+    if packed:
+        return tokens_of([e], share_prefix)[0]
     return len(e.input_ids) * e.longest
 
 
@@ -46,21 +51,20 @@ def item_cost(e: Encoded) -> int:
 class QueuedJob:
     items: list[Encoded]
     future: asyncio.Future
+    tokens: int = 0  # what its items cost against the token budget (`item_cost`)
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
     running: bool = False
-
-    @property
-    def tokens(self) -> int:
-        return sum(item_cost(e) for e in self.items)
 
 
 class Batcher:
     """One queue, one batcher task, one model thread (see the module docstring)."""
 
     def __init__(self, run: Callable[[list[Encoded]], list[list[float]]], metrics: Metrics,
-                 max_batch_tokens: int, max_wait_s: float, max_queue_items: int, batching: bool = True):
+                 max_batch_tokens: int, max_wait_s: float, max_queue_items: int, batching: bool = True,
+                 cost: Callable[[Encoded], int] = item_cost):
         self.run = run
+        self.cost = cost
         self.metrics = metrics
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
@@ -87,7 +91,8 @@ class Batcher:
         if self.queued_items + len(items) > self.max_queue_items:
             self.metrics.count("rejected")
             raise QueueFull(f"{self.queued_items} items already waiting (limit {self.max_queue_items})")
-        job = QueuedJob(items=items, future=asyncio.get_running_loop().create_future())
+        job = QueuedJob(items=items, future=asyncio.get_running_loop().create_future(),
+                        tokens=sum(self.cost(e) for e in items))
         self.queue.append(job)
         self._queued(len(items))
         self.pending += 1

@@ -44,8 +44,8 @@ class ServeConfig(ScorerOptions):
         "Batch items of concurrent requests into one forward pass. --no-batching runs one request "
         "per forward (for comparison).", True)
     max_batch_tokens: int = option(
-        "Token budget of one forward pass (padded rows x longest row); requests queued together "
-        "are batched up to it.", 16384)
+        "Token budget of one forward pass (padded rows x longest row; real tokens with packed rows); "
+        "requests queued together are batched up to it.", 16384)
     max_wait_ms: float = option(
         "Longest wait for more requests after the first one of a batch; the batcher stops waiting "
         "once the batch is as large as the previous one (so a lone client never waits).", 20.0)

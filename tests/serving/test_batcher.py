@@ -115,3 +115,44 @@ def test_wait_adapts_to_the_previous_batch() -> None:
     lone, grouped = asyncio.run(main())
     assert lone < 0.5 and grouped < 0.9  # neither waited for the 1 s deadline
     assert sizes == [1, 4, 4]
+
+
+def test_packed_items_cost_their_real_tokens() -> None:
+    from rewardkit.serving.batcher import item_cost
+
+    e = Encoded(input_ids=[[1, 2, 3, 4, 9], [1, 2, 3, 7, 8, 9, 9]], token_type_ids=None, prompt_len=3, truncated=False)
+    assert item_cost(e) == 2 * 7  # padded: rows x longest row
+    assert item_cost(e, packed=True) == 5 + 7  # packed rows hold the real tokens
+    assert item_cost(e, packed=True, share_prefix=True) == 3 + 2 + 4  # the prompt once
+
+
+def test_a_packed_server_cuts_passes_by_real_tokens(llama_dir: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model thread of a packed server runs passes of up to the budget in real tokens (more items per
+    pass than padded rows would allow) and returns the rewards of unpacked scoring, in item order."""
+    import torch
+
+    from rewardkit.model.backbone import load_backbone
+    from rewardkit.model.batching import token_budget_batches
+    from rewardkit.model.reward_model import RewardModel
+    from rewardkit.serving.app import ModelWorker
+    from rewardkit.serving.config import ServeConfig
+
+    model, tok = load_backbone(str(llama_dir))
+    torch.manual_seed(1)
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    plain = RewardModel(model, tok, device="cpu", packing="off", max_length=64)
+    packed = RewardModel(model, tok, device="cpu", packing="on", max_length=64)
+    items = [packed.encoder.encode_texts(f"question {i} " + "more words " * (i % 5), [f"answer {i} " + "x " * i])
+             for i in range(12)]
+    budget = 160
+    worker = ModelWorker(packed, ServeConfig(model_dir="unused", max_batch_tokens=budget), Metrics())
+    passes: list[int] = []
+    real = packed.rewards_for
+    monkeypatch.setattr(packed, "rewards_for", lambda chunk, batch_size: passes.append(
+        sum(worker.cost(e) for e in chunk)) or real(chunk, batch_size=batch_size))
+    got = worker._run(items)
+    assert got == [pytest.approx(r, abs=1e-5) for r in plain.rewards_for(items)]
+    assert max(passes) <= budget and sum(passes) == sum(worker.cost(e) for e in items)
+    padded = token_budget_batches([e.longest for e in items], [len(e.input_ids) for e in items], budget)
+    assert len(passes) < len(padded)
