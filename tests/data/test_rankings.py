@@ -199,8 +199,8 @@ def test_training_batches_hold_whole_prompts_with_unit_weight(tmp_path: Path, be
     seen: list[tuple[list[int], list[int], torch.Tensor]] = []
     real_collate = pairwise_mod.collate_for
 
-    def spy(items, pad_id, share, **kw):  # type: ignore[no-untyped-def]
-        batch = real_collate(items, pad_id, share, **kw)
+    def spy(items, pad_id, share, pack=0, **kw):  # type: ignore[no-untyped-def]
+        batch = real_collate(items, pad_id, share, pack, **kw)
         seen.append(([len(e.input_ids) for e in items], list(kw["prompt_ids"]), batch.pair_weight.clone()))
         return batch
 
