@@ -284,9 +284,9 @@ def collate_rows(items: list[Encoded], pad_id: int, share_prefix: bool = False, 
         for u in members:
             ids, parts, _ = units[u]
             n = len(ids)
-            ids_t[r, at:at + n] = torch.tensor(ids)
-            seg[0, r, at:at + n], seg[1, r, at:at + n] = u, torch.tensor(parts)
             part = torch.tensor(parts)
+            ids_t[r, at:at + n] = torch.tensor(ids)
+            seg[0, r, at:at + n], seg[1, r, at:at + n] = u, part
             # positions: the prompt counts from 0, every response continues from the prompt's end
             prompt = int((part == 0).sum())
             pos[r, at:at + n] = torch.where(part == 0, torch.arange(n), prompt + _part_offsets(parts))
