@@ -242,6 +242,7 @@ def main() -> int:
                     help="measure each configuration this many times (offline and servers interleaved) and "
                          "report medians: single passes of a few seconds vary by 20-30%% on a small machine")
     ap.add_argument("--no-unbatched", action="store_true", help="skip the --no-batching server")
+    ap.add_argument("--serve-flags", default="", help="extra flags for the batched server, e.g. '--max-wait-ms 5'")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
     concurrency = [int(x) for x in args.concurrency.split(",")]
@@ -258,7 +259,8 @@ def main() -> int:
         items = [(c.prompt, c.responses[0]) for c in comps][:args.items]
         rm = RewardModel.from_pretrained(model)  # the device the server picks too (cuda when there is one)
         offline_rate(rm, items[:32])  # warm-up
-        flags = {"batched": []} if args.no_unbatched else {"batched": [], "unbatched": ["--no-batching"]}
+        batched = args.serve_flags.split()
+        flags = {"batched": batched} if args.no_unbatched else {"batched": batched, "unbatched": ["--no-batching"]}
         procs = {name: start_server(model, *f) for name, f in flags.items()}
         try:
             for _, url in procs.values():
