@@ -128,8 +128,8 @@ class TrainingPlan:
     pass_tokens: int  # --pass-tokens in force (0: one pass per micro-batch)
     # what a pass costs (rows x widest row): padded rows, or with packed rows each comparison's real
     # tokens as that many width-1 rows
-    cost_widths: list[int] | None = None
-    cost_rows: list[int] | None = None
+    cost_widths: list[int]
+    cost_rows: list[int]
 
     @classmethod
     def build(cls, encoded: Sequence[Encoded], prompt_groups: list[list[int]], *, batch_size: int,
@@ -142,9 +142,10 @@ class TrainingPlan:
                 prompt_of[i] = g
         rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world, length_grouped)
         rows = rows_of(encoded, share_prefix)
-        tokens = tokens_of(encoded, share_prefix) if packed else None
-        return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens,
-                   [1] * len(widths) if packed else widths, tokens if packed else rows)
+        if packed:
+            return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens, [1] * len(widths),
+                       tokens_of(encoded, share_prefix))
+        return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens, widths, rows)
 
     @property
     def total_steps(self) -> int:
@@ -156,5 +157,4 @@ class TrainingPlan:
 
     def passes(self, micro_batch: list[int]) -> list[list[int]]:
         """The micro-batch in passes under --pass-tokens (see `cost_widths`)."""
-        return split_into_passes(micro_batch, self.cost_widths or self.widths, self.cost_rows or self.rows,
-                                 self.prompt_of, self.pass_tokens)
+        return split_into_passes(micro_batch, self.cost_widths, self.cost_rows, self.prompt_of, self.pass_tokens)
