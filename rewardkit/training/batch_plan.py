@@ -122,14 +122,13 @@ class TrainingPlan:
 
     rounds: list[list[list[int]]]  # round -> one micro-batch (comparison indices) per process
     grad_accum: int
-    widths: list[int]  # padded width of each comparison (its packed row, or its longest response)
-    rows: list[int]  # rows of each comparison: 1 packed row, or one per response
+    # what a pass costs, as rows x widest row: each comparison's padded width (its packed row, or its
+    # longest response) and rows (1 packed row, or one per response); with packed rows (--packing) its
+    # real tokens as that many width-1 rows
+    widths: list[int]
+    rows: list[int]
     prompt_of: list[int]  # prompt group of each comparison
     pass_tokens: int  # --pass-tokens in force (0: one pass per micro-batch)
-    # what a pass costs (rows x widest row): padded rows, or with packed rows each comparison's real
-    # tokens as that many width-1 rows
-    cost_widths: list[int]
-    cost_rows: list[int]
 
     @classmethod
     def build(cls, encoded: Sequence[Encoded], prompt_groups: list[list[int]], *, batch_size: int,
@@ -141,11 +140,9 @@ class TrainingPlan:
             for i in members:
                 prompt_of[i] = g
         rounds = plan_micro_batches(prompt_groups, widths, batch_size, epochs, seed, world, length_grouped)
-        rows = rows_of(encoded, share_prefix)
         if packed:
-            return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens, [1] * len(widths),
-                       tokens_of(encoded, share_prefix))
-        return cls(rounds, grad_accum, widths, rows, prompt_of, pass_tokens, widths, rows)
+            return cls(rounds, grad_accum, [1] * len(widths), tokens_of(encoded, share_prefix), prompt_of, pass_tokens)
+        return cls(rounds, grad_accum, widths, rows_of(encoded, share_prefix), prompt_of, pass_tokens)
 
     @property
     def total_steps(self) -> int:
@@ -156,5 +153,5 @@ class TrainingPlan:
         return self.rounds[step * self.grad_accum:(step + 1) * self.grad_accum]
 
     def passes(self, micro_batch: list[int]) -> list[list[int]]:
-        """The micro-batch in passes under --pass-tokens (see `cost_widths`)."""
-        return split_into_passes(micro_batch, self.cost_widths, self.cost_rows, self.prompt_of, self.pass_tokens)
+        """The micro-batch in passes under --pass-tokens (see `widths`)."""
+        return split_into_passes(micro_batch, self.widths, self.rows, self.prompt_of, self.pass_tokens)
