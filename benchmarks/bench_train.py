@@ -167,7 +167,12 @@ def rk_options(pairs: list[str]) -> dict[str, Any]:
         if name not in fields:
             raise SystemExit(f"--rk {pair}: TrainConfig has no field {name!r}")
         kind = str(fields[name].type)
-        out[name] = int(value) if kind.startswith("int") else float(value) if kind.startswith("float") else value
+        if kind.startswith("bool"):
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--rk {pair}: {name} takes true or false")
+            out[name] = value.lower() == "true"
+        else:
+            out[name] = int(value) if kind.startswith("int") else float(value) if kind.startswith("float") else value
     return out
 
 
