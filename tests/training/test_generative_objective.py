@@ -8,6 +8,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -199,3 +200,28 @@ def test_checkpoint_export_scores_like_the_final_model(spread_base: Path, tmp_pa
         assert meta["objective"] == "generative" and meta["verdict"]["answers"] == [" good", " bad"]
         rm = RewardModel.from_pretrained(exported, device="cpu", dtype="fp32")
         assert [rm.score(p, r) for p, r in PROBES] == pytest.approx(want, abs=1e-5)
+
+
+def test_rating_table_held_out_scored_in_packed_rows(spread_base: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--packing on with a rating table: held-out answers are scored in packed rows, with the metrics of
+    --packing off."""
+    from rewardkit.training.objectives import generative as generative_mod
+
+    packs: list[int] = []
+    real = generative_mod.score_sharded
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        packs.append(kw.get("pack", 0))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(generative_mod, "score_sharded", spy)
+    table = _rating_table(tmp_path / "rated.csv")
+    metrics = {}
+    for packing in ("off", "on"):
+        packs.clear()
+        result = train(gen_cfg(spread_base, table, tmp_path / packing, hi=3.0, epochs=1, packing=packing),
+                       log=lambda m: None)
+        metrics[packing] = result.eval_metrics
+        assert packs and set(packs) == {64 if packing == "on" else 0}
+    assert metrics["on"] == pytest.approx(metrics["off"], abs=1e-5)

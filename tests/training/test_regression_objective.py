@@ -351,3 +351,32 @@ def test_resume_refuses_a_checkpoint_of_the_old_regression_loop(bert_dir: Path, 
     with pytest.raises(UsageError, match="earlier rewardkit whose regression runs ordered their batches"):
         train(regression_cfg(bert_dir, data, out, epochs=1, save_steps=1, resume=str(out / "checkpoint-1")),
               log=lambda m: None)
+
+
+def test_packed_rows_score_the_held_out_rows_alike(llama_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--packing on: held-out ratings are scored in packed rows too, and the metrics equal --packing off's."""
+    from rewardkit.training.objectives import regression as regression_mod
+
+    packs: list[int] = []
+    real = regression_mod.score_sharded
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        packs.append(kw.get("pack", 0))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(regression_mod, "score_sharded", spy)
+    data = write_csv(tmp_path / "rated.csv", rated_rows(8, 2))
+    metrics = {}
+    for packing in ("off", "on"):
+        packs.clear()
+        result = train(regression_cfg(llama_dir, data, tmp_path / packing, epochs=1, packing=packing),
+                       log=lambda m: None)
+        metrics[packing] = result.eval_metrics
+        assert packs and set(packs) == {64 if packing == "on" else 0}
+    on, off = metrics["on"], metrics["off"]
+    on_attrs, off_attrs = on.pop("attributes"), off.pop("attributes")
+    assert on_attrs.keys() == off_attrs.keys()
+    for name in on_attrs:
+        assert on_attrs[name] == pytest.approx(off_attrs[name], abs=1e-5)
+    assert on == pytest.approx(off, abs=1e-5)

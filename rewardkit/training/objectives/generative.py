@@ -153,7 +153,8 @@ class GenerativeRatingsObjective(GenerativeObjective):
         """Held-out verdict accuracy and cross-entropy of ``sigmoid(reward)``."""
         if not self.held_enc:
             return None
-        rewards = [r[0] for r in score_sharded(net, self.held_enc, pad_id, self.cfg.eval_batch_size, run.accelerator)]
+        rewards = [r[0] for r in score_sharded(net, self.held_enc, pad_id, self.cfg.eval_batch_size, run.accelerator,
+                                               pack=layout.pack)]
         labels = [a.label for a in self.held_answers]
         bce = [math.log1p(math.exp(-abs(r))) + max(-r, 0.0) if y else math.log1p(math.exp(-abs(r))) + max(r, 0.0)
                for r, y in zip(rewards, labels)]

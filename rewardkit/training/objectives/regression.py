@@ -186,10 +186,10 @@ class RegressionObjective(Objective):
         return terms
 
     # ------------------------------------------------------------------ evaluation and the saved model
-    def _predict(self, run: Any, net: nn.Module, pad_id: int, rows: Sequence[Encoded]) -> list[list[float]]:
+    def _predict(self, run: Any, net: nn.Module, pad_id: int, rows: Sequence[Encoded], pack: int) -> list[list[float]]:
         """Predicted ratings in original units, one list of K values per row."""
         assert self.scaling is not None
-        outs = score_sharded(net, rows, pad_id, self.cfg.eval_batch_size, run.accelerator)
+        outs = score_sharded(net, rows, pad_id, self.cfg.eval_batch_size, run.accelerator, pack=pack)
         return [self.scaling.unscale(o[0] if isinstance(o[0], list) else [o[0]]) for o in outs]
 
     def _combined(self, pred: list[list[float]]) -> list[float]:
@@ -198,7 +198,7 @@ class RegressionObjective(Objective):
     def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         if not self.held:
             return None
-        pred = self._predict(run, net, pad_id, self.held_enc)
+        pred = self._predict(run, net, pad_id, self.held_enc, layout.pack)
         combined = self._combined(pred)
         pairs = pair_rewards_from(self.held, combined, self.held_pairs) if self.held_pairs else None
         return Evaluation(regression_metrics(pred, [r.values for r in self.held], self.attributes, pairs),
