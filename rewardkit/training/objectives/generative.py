@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 import torch
@@ -35,6 +34,7 @@ from rewardkit.data.records import check_usable, describe_problems
 from rewardkit.encoding.encoder import Encoder
 from rewardkit.errors import DataError, UsageError, flag
 from rewardkit.evaluation.held_out import score_sharded
+from rewardkit.evaluation.metrics import bt_loss
 from rewardkit.model.backbone import load_causal_lm, make_encoder
 from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.model.net import VerdictNet
@@ -156,8 +156,7 @@ class GenerativeRatingsObjective(GenerativeObjective):
         rewards = [r[0] for r in score_sharded(net, self.held_enc, pad_id, self.cfg.eval_batch_size, run.accelerator,
                                                pack=layout.pack)]
         labels = [a.label for a in self.held_answers]
-        bce = [math.log1p(math.exp(-abs(r))) + max(-r, 0.0) if y else math.log1p(math.exp(-abs(r))) + max(r, 0.0)
-               for r, y in zip(rewards, labels)]
+        bce = [bt_loss(r if y else -r) for r, y in zip(rewards, labels)]  # -log sigmoid(+-r): BCE of sigmoid(r)
         metrics = {"accuracy": sum((r > 0) == bool(y) for r, y in zip(rewards, labels)) / len(labels),
                    "loss": sum(bce) / len(bce), "answers": len(labels), "yes_rate": sum(labels) / len(labels),
                    "predicted_yes_rate": sum(r > 0 for r in rewards) / len(rewards)}
