@@ -170,7 +170,7 @@ def backward_passes(objective: Objective, net: torch.nn.Module, passes: list[Bat
                      for t in objective.term_weights if totals[t]]
             loss = sum(parts) if parts else outputs.sum() * 0.0
             if check is not None:
-                check(float(loss))
+                check(float(loss.detach()))
             backward(loss)
         for name, mean in means.items():
             if totals[name]:

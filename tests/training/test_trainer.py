@@ -124,7 +124,7 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
                                balance_per_prompt=cfg.balance_per_prompt, prompt_ids=[groups[i] for i in p])
                    for p in parts]
         values = backward_passes(PairwiseObjective(cfg), net, batches, lambda t: t.backward(), 0.5)
-        return values["loss"], values["accuracy"], [p.grad.clone() for p in net.parameters() if p.grad is not None]
+        return float(values["loss"]), float(values["accuracy"]), [p.grad.clone() for p in net.parameters() if p.grad is not None]
 
     widths = [e.longest for e in items]
     rows = [len(e.input_ids) for e in items]
