@@ -182,7 +182,7 @@ def main() -> int:
     ap.add_argument("--eval-data", default=None, help="held-out file; then all of --data is trained on")
     ap.add_argument("--test-fraction", type=float, default=0.2,
                     help="prompt-disjoint held-out share of --data when no --eval-data (default 0.2)")
-    ap.add_argument("--model", default=None, help="backbone directory (default: bundled MiniLM-L6)")
+    ap.add_argument("--model", default=None, help="backbone directory or GGUF file (default: bundled MiniLM-L6)")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -218,6 +218,10 @@ def main() -> int:
     from rewardkit.model.backbone import default_model_path
     from rewardkit.model.precision import resolve_precision
 
+    if args.model and args.model.lower().endswith(".gguf"):  # both systems train its dequantized copy
+        from rewardkit.model.gguf import gguf_directory
+
+        args.model = gguf_directory(args.model)
     data = args.data or common.default_data()
     comps = common.load_pairs(data, args.limit)
     if args.long_prompts:

@@ -22,6 +22,7 @@ from rewardkit.data.attributes.options import AttributeOptions, attribute_option
 from rewardkit.data.formats import FORMATS
 from rewardkit.data.ratings import RatingOptions, options_from
 from rewardkit.errors import UsageError, flag
+from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE
 from rewardkit.options import option, same_option
 
 OBJECTIVES = ("bt", "regression", "bt+regression", "sft", "generative")
@@ -116,11 +117,11 @@ class TrainConfig:
         0.0, group="training", must_match=True)
     verdict_template: str = option(
         "--objective generative: the question appended after every response; the reward is read at its "
-        "last token.", "\n\nQuestion: Is the response helpful and harmless? Answer:", group="training",
+        "last token.", DEFAULT_TEMPLATE, group="training",
         must_match=True)
     verdict_tokens: str = option(
         "--objective generative: the yes and no answers, YES,NO; each must be one token of the tokenizer "
-        "(a leading space is part of the token).", " Yes, No", group="training", must_match=True)
+        "(a leading space is part of the token).", DEFAULT_ANSWERS, group="training", must_match=True)
     target_scaling: str = same_option(AttributeOptions, "target_scaling")
     attribute_weights: str | None = same_option(AttributeOptions, "attribute_weights")
     pair_attribute: str = same_option(AttributeOptions, "pair_attribute")

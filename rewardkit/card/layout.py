@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from rewardkit.model.artifacts import ADAPTER_CONFIG, is_adapter_dir, is_causal_lm_meta, read_meta
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
+from rewardkit.model.gguf import loadable
 from rewardkit.model.verdict import Verdict
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -81,14 +82,15 @@ def read_layout(model_dir: str | Path) -> Layout:
     d = Path(model_dir)
     adapter = is_adapter_dir(d)
     base = json.loads((d / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") if adapter else None
-    config = AutoConfig.from_pretrained(base if adapter else str(d), num_labels=1)
+    config = AutoConfig.from_pretrained(loadable(base) if adapter and base else str(d), num_labels=1)
     with torch.device("meta"), _without_zero3_init():  # the architecture alone: decides the pooling family
         skeleton = AutoModelForSequenceClassification.from_config(config)
     meta = read_meta(d)
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     max_length = int(meta.get("max_length", 512))
     verdict = Verdict.from_meta(meta)
-    encoder = make_encoder(skeleton, tokenizer, max_length, tail=verdict.template_ids if verdict else None)
+    encoder = make_encoder(skeleton, tokenizer, max_length, tail=verdict.template_ids if verdict else None,
+                           chat=meta.get("inputs") == "messages")
     regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
     layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,
                     tokenizer=tokenizer, encoder=encoder, adapter_base=base, regression=regression,

@@ -9,7 +9,10 @@ generated code and compare its rewards with `RewardModel`'s.
 
 from __future__ import annotations
 
+import os
+
 from rewardkit.card.layout import Layout, tokens_comment
+from rewardkit.model.gguf import is_gguf
 
 
 def _load_lines(layout: Layout, model_path: str) -> list[str]:
@@ -22,7 +25,11 @@ def _load_lines(layout: Layout, model_path: str) -> list[str]:
     if layout.adapter:
         head = (f"num_labels={len(layout.regression.attributes)}, ignore_mismatched_sizes=True)  # the adapter "
                 "holds the trained head" if layout.regression else ")" if layout.causal_lm else "num_labels=1)")
-        lines += [f"base = {auto}.from_pretrained({layout.adapter_base!r}{', ' if head != ')' else ''}{head}",
+        where = repr(layout.adapter_base)
+        if is_gguf(layout.adapter_base):  # transformers dequantizes a GGUF base itself (the gguf package)
+            folder, name = os.path.split(str(layout.adapter_base))
+            where = f"{folder!r}, gguf_file={name!r}"
+        lines += [f"base = {auto}.from_pretrained({where}{', ' if head != ')' else ''}{head}",
                   "base.resize_token_embeddings(len(tok))  # rewardkit may have added a pad token",
                   "base.config.pad_token_id = tok.pad_token_id",
                   "model = PeftModel.from_pretrained(base, MODEL).eval()"]
@@ -32,17 +39,47 @@ def _load_lines(layout: Layout, model_path: str) -> list[str]:
 
 
 def _render_lines(layout: Layout) -> list[str]:
-    """Chat messages -> (prompt text, response text), as `Encoder.render` does with a chat template."""
-    if not getattr(layout.tokenizer, "chat_template", None):
+    """Chat messages -> (prompt text, response text), as `Encoder.render` does with a chat template; for
+    a model trained on chat messages, plain strings first become the messages it was trained on."""
+    chat = layout.encoder.chat
+    template = bool(getattr(layout.tokenizer, "chat_template", None))
+    if not template and chat is None:
         return []
-    return ["", "",
-            "def render(prompt, response):  # chat messages -> texts, as rewardkit renders them",
-            "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
-            "    r = response if isinstance(response, list) else [{'role': 'assistant', 'content': response}]",
-            "    head = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)",
-            "    full = tok.apply_chat_template(p + r, tokenize=False)",
-            "    n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))",
-            "    return full[:n], full[n:]"]
+    lines = ["", ""]
+    if chat is not None:
+        lines += [f"ENDS = {list(chat.ends)!r}  # a generated answer's end tokens, cut back to its content", "", "",
+                  "def render(prompt, response):  # strings become the chat messages this model was trained on",
+                  "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
+                  "    if isinstance(response, str):",
+                  "        while any(response.endswith(e) for e in ENDS):",
+                  "            response = response[:-len(next(e for e in ENDS if response.endswith(e)))]",
+                  "        response = [{'role': 'assistant', 'content': response}]",
+                  "    r = response"]
+    else:
+        lines += ["def render(prompt, response):  # chat messages -> texts, as rewardkit renders them",
+                  "    p = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]",
+                  "    r = response if isinstance(response, list) else [{'role': 'assistant', 'content': response}]"]
+    if not template:  # no chat template: rewardkit's plain one, hh-rlhf style
+        return lines + [
+            "    names = {'user': 'Human', 'assistant': 'Assistant', 'system': 'System'}",
+            "    text = lambda ms: ''.join(f\"\\n\\n{names.get(m['role'], m['role'].capitalize())}: {m['content']}\" for m in ms)",
+            "    head = text(p) + '\\n\\nAssistant:'",
+            "    return head, text(p + r)[len(head):]"]
+    return lines + [
+        "    head = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)",
+        "    full = tok.apply_chat_template(p + r, tokenize=False)",
+        "    n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))",
+        "    return full[:n], full[n:]"]
+
+
+def _render_call(layout: Layout) -> list[str]:
+    """The first lines of ``reward``: render chat messages (always, for a model trained on them)."""
+    if not _render_lines(layout):
+        return []
+    if layout.encoder.chat is not None:
+        return ["    prompt, response = render(prompt, response)"]
+    return ["    if not (isinstance(prompt, str) and isinstance(response, str)):",
+            "        prompt, response = render(prompt, response)"]
 
 
 def _constant_lines(layout: Layout) -> list[str]:
@@ -81,8 +118,7 @@ def _encoder_lines(layout: Layout) -> list[str]:
     return ["tok.truncation_side = 'left'  # rewardkit drops the oldest prompt tokens, never the response's",
             "", "",
             "def reward(prompt, response) -> float:",
-            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
-               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            *_render_call(layout),
             f"    enc = tok(prompt, response, truncation='only_first', max_length={layout.max_length}, "
             "return_tensors='pt')",
             *_readout_lines(layout, "model(**enc)", "")]
@@ -94,8 +130,7 @@ def _decoder_lines(layout: Layout) -> list[str]:
             f"  # HEAD: {tokens_comment(tok, enc.head)}; TAIL: {tokens_comment(tok, enc.tail)}",
             "", "",
             "def reward(prompt, response) -> float:",
-            *(["    if not (isinstance(prompt, str) and isinstance(response, str)):",
-               "        prompt, response = render(prompt, response)"] if _render_lines(layout) else []),
+            *_render_call(layout),
             "    p = tok(prompt, add_special_tokens=False)['input_ids']  # prompt and response tokenized apart",
             "    r = tok(response, add_special_tokens=False)['input_ids']",
             "    head = [] if HEAD and p[:len(HEAD)] == HEAD else HEAD  # a chat template may emit BOS itself",

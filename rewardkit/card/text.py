@@ -142,8 +142,31 @@ def _layout_text(layout: Layout) -> list[str]:
                      "`apply_chat_template(prompt + response)`.")
     else:
         lines.append("- Chat messages (this tokenizer has no chat template) are rendered by rewardkit as "
-                     "`\\n\\nHuman: ...\\n\\nAssistant: ...` text; the snippet below takes plain strings.")
-    return lines
+                     "`\\n\\nHuman: ...\\n\\nAssistant: ...` text"
+                     + ("." if layout.encoder.chat else "; the snippet below takes plain strings."))
+    return lines + _texts_text(layout)
+
+
+def _texts_text(layout: Layout) -> list[str]:
+    """Which texts each way of scoring expects: for a chat-trained model, how strings map to its messages."""
+    chat = layout.encoder.chat
+    if chat is None:
+        return ["- Trained on plain text: strings are scored as they are. `rewardkit serve` splits a whole "
+                "transcript (`/get_reward`, `/classify`) at its prompt when one is sent, else after the last "
+                "assistant header (`\\n\\nAssistant:` or the chat template's)."]
+    lines = [f"- **Trained on chat messages.** Every way of scoring maps its input to those messages: a plain "
+             f"string prompt is one user message and a string response is the assistant's content (a generated "
+             f"ending {', '.join(f'`{e!r}`' for e in chat.ends)} is cut back to it), so "
+             "`score('How do I boil an egg?', 'Simmer it ...')` scores the conversation training saw."]
+    if chat.problem:
+        return lines + [f"- Rendered texts are refused: {chat.problem}. Send chat messages (`/score`, `/classify` "
+                        "with `messages`)."]
+    return lines + [
+        f"- `rewardkit serve`: `/score` takes messages or strings as above. `/get_reward` (OpenRLHF) takes the text "
+        f"a policy generated, the prompt rendered by the chat template (ending in `{chat.header!r}`) followed by the "
+        "response and whatever end token generation stopped at, or the whole chat-template text; with `prompts` the "
+        "split is at the prompt. `/classify` (vLLM, verl) takes the whole chat-template text (a leading BOS may be "
+        "stripped) or `messages`. A text with no assistant header is refused with 422 rather than guessed."]
 
 
 def _regression_text(reg: RegressionMeta) -> str:

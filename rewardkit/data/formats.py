@@ -98,6 +98,18 @@ def _shared_prompt(chosen: Text, rejected: Text) -> tuple[Text, Text, Text]:
     raise RecordError("chosen and rejected must both be strings or both be message lists")
 
 
+def transcript_messages(text: str) -> list[dict[str, str]]:
+    """An hh-rlhf transcript ("\n\nHuman: ...\n\nAssistant: ...") as chat messages, each turn's text
+    stripped of the space after its marker; text before the first marker is refused."""
+    import re
+
+    parts = re.split(r"\n\n(Human|Assistant):", text)
+    if parts[0].strip():
+        raise RecordError("text before the first '\\n\\nHuman:' or '\\n\\nAssistant:' turn")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts), 2)]
+
+
 def _as_messages(value: Text, role: str = "assistant") -> list[dict[str, str]]:
     """Mixed records (message-list prompt, text response) become all-messages."""
     return value if isinstance(value, list) else [{"role": role, "content": value}]

@@ -31,6 +31,13 @@ def text_length(t: Text) -> int:
     return len(t) if isinstance(t, str) else sum(len(m["content"]) for m in t)
 
 
+def input_kind(comps: "list[Comparison]") -> str:
+    """What texts a model was trained on, for ``config.rewardkit.inputs``: ``messages`` (every comparison
+    is chat messages, so scoring turns plain strings into messages), ``text`` (none is) or ``mixed``."""
+    chat = [isinstance(c.prompt, list) or any(isinstance(r, list) for r in c.responses) for c in comps]
+    return "messages" if chat and all(chat) else "text" if not any(chat) else "mixed"
+
+
 @dataclass
 class Comparison:
     """One prompt and K >= 2 responses, best first. Pairs are K = 2: [chosen, rejected]."""

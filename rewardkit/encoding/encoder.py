@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardkit.data.records import Comparison, Text
-
-_ROLE_NAMES = {"user": "Human", "assistant": "Assistant", "system": "System"}
+from rewardkit.encoding.chat import ChatFormat, render_messages, render_plain  # noqa: F401 - render_plain re-exported
 
 
 @dataclass
@@ -48,12 +47,6 @@ def packed_length(e: Encoded) -> int:
     return e.prompt_len + sum(len(s) - e.prompt_len for s in e.input_ids)
 
 
-def render_plain(messages: list[dict[str, str]]) -> str:
-    """The fallback chat template, hh-rlhf style: "\\n\\nHuman: ...\\n\\nAssistant: ..."."""
-    return "".join(f"\n\n{_ROLE_NAMES.get(m['role'], m['role'].capitalize())}: {m['content']}"
-                   for m in messages)
-
-
 def _find(seq: list[int], sub: list[int], start: int = 0) -> int:
     for i in range(start, len(seq) - len(sub) + 1):
         if seq[i:i + len(sub)] == sub:
@@ -64,10 +57,14 @@ def _find(seq: list[int], sub: list[int], start: int = 0) -> int:
 class Encoder:
     """Renders and tokenizes comparisons for one tokenizer, layout and ``max_length``."""
 
-    def __init__(self, tokenizer: Any, max_length: int, pair_template: bool, tail: list[int] | None = None):
+    def __init__(self, tokenizer: Any, max_length: int, pair_template: bool, tail: list[int] | None = None,
+                 chat: bool = False):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.pair_template = pair_template
+        # a model trained on chat messages: plain strings are turned into the messages training saw
+        # (`rewardkit.encoding.chat`); training itself encodes its data as it is (chat=False)
+        self.chat = ChatFormat.of(tokenizer) if chat else None
         self._learn_layout()
         if tail is not None:  # what follows every response instead (a generative model's verdict question)
             if pair_template:
@@ -121,23 +118,44 @@ class Encoder:
             raise ValueError(f"max_length {self.max_length} leaves no room for text")
 
     def render(self, prompt: Text, response: Text) -> tuple[str, str]:
-        """(prompt text, response text), with chat messages rendered through the chat template."""
+        """(prompt text, response text), with chat messages rendered through the chat template.
+
+        Plain strings stay as they are, unless the model was trained on chat messages (``chat``): then
+        a string prompt is one user message (or, ending with the assistant header, an already rendered
+        prompt) and a string response the assistant's content (a generated ending cut back to it)."""
+        if self.chat is not None:
+            prompt, response = self._as_messages(prompt, response)
+            if isinstance(prompt, str):  # rendered by the template already: render the answer's turn alone
+                return prompt, self._answer_turn(response)
         if isinstance(prompt, str) and isinstance(response, str):
             return prompt, response
         p = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         r = response if isinstance(response, list) else [{"role": "assistant", "content": response}]
-        if getattr(self.tokenizer, "chat_template", None):
-            ptext = self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-            full = self.tokenizer.apply_chat_template(p + r, tokenize=False)
-        else:
-            ptext = render_plain(p) + "\n\nAssistant:"
-            full = render_plain(p + r)
+        ptext = render_messages(self.tokenizer, p, True)
+        full = render_messages(self.tokenizer, p + r, False)
         if not full.startswith(ptext):
             n = 0
             while n < min(len(full), len(ptext)) and full[n] == ptext[n]:
                 n += 1
             ptext = full[:n]
         return ptext, full[len(ptext):]
+
+    def _as_messages(self, prompt: Text, response: Text) -> tuple[Text, list[dict[str, str]]]:
+        assert self.chat is not None
+        if isinstance(response, str):
+            response = [{"role": "assistant", "content": self.chat.content(response)}]
+        if isinstance(prompt, str):
+            if self.chat.is_rendered(prompt):
+                self.chat.check()
+                return prompt, response
+            prompt = [{"role": "user", "content": prompt}]
+        return prompt, response
+
+    def _answer_turn(self, response: list[dict[str, str]]) -> str:
+        """The text the template renders for ``response`` after any prompt (a regular template's turn)."""
+        probe = [{"role": "user", "content": "PROBE_QUESTION"}]
+        head = render_messages(self.tokenizer, probe, True)
+        return render_messages(self.tokenizer, probe + response, False)[len(head):]
 
     def _tokens(self, text: str) -> list[int]:
         # verbose=False: texts longer than the model are expected here (truncation comes next), so

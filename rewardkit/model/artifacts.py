@@ -29,6 +29,7 @@ from rewardkit.errors import UsageError
 from rewardkit.version import __version__
 from rewardkit.model.attribute_head import fold_output_layer, head_config
 from rewardkit.model.backbone import unwrap
+from rewardkit.model.gguf import loadable
 
 ADAPTER_CONFIG = "adapter_config.json"
 CAUSAL_LM_OBJECTIVES = ("sft", "generative")
@@ -82,8 +83,8 @@ def save_adapter(peft_model: nn.Module, tokenizer: Any, out_dir: Path, meta: dic
     base = peft_model.peft_config["default"].base_model_name_or_path
     rows = peft_model.get_base_model().get_input_embeddings().weight.shape[0]
     try:
-        resized = AutoConfig.from_pretrained(base).vocab_size != rows
-    except (OSError, ValueError):
+        resized = AutoConfig.from_pretrained(loadable(base)).vocab_size != rows
+    except (OSError, ValueError, UsageError):
         resized = True  # cannot tell: saving the embeddings costs disk, not correctness
     peft_model.save_pretrained(str(out_dir), state_dict=state_dict, save_embedding_layers=resized)
     tokenizer.save_pretrained(str(out_dir))
@@ -114,6 +115,7 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     # a regression adapter's head has one output per attribute; SFT and generative adapters keep the LM head
     head = head_config(meta["attributes"]) if meta.get("attributes") else {"num_labels": 1}
+    base = loadable(base, f"{p / ADAPTER_CONFIG}: base_model_name_or_path")
     try:
         if is_causal_lm_meta(meta):
             model = AutoModelForCausalLM.from_pretrained(base)

@@ -21,6 +21,7 @@ from torch import nn
 
 from rewardkit.encoding.encoder import Encoder
 from rewardkit.errors import UsageError
+from rewardkit.model.gguf import gguf_directory, is_gguf, source_of
 
 PAD_TOKEN = "<|pad|>"
 
@@ -72,7 +73,9 @@ def _disable_dropout(config: Any) -> None:
 
 def resolve_model_path(name: str | None) -> str:
     """``--model`` as a local directory (checked: it exists and holds a config.json) or a hub id;
-    the bundled MiniLM-L6 when none is given."""
+    the bundled MiniLM-L6 when none is given; a GGUF file as its dequantized directory (`rewardkit.model.gguf`)."""
+    if is_gguf(name):
+        return gguf_directory(str(name))
     path = name or default_model_path()
     looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
     if looks_local and not Path(path).expanduser().exists():
@@ -100,6 +103,9 @@ def _config_and_tokenizer(path: str, dropout: bool, **config_kwargs: Any) -> tup
 
 
 def _finish(model: nn.Module, tokenizer: Any, dropout: bool, decoder: bool | None = None) -> None:
+    source = source_of(model.config._name_or_path)
+    if source:  # converted from a GGUF file: the file is the base (an adapter rebuilds it from there)
+        model.config._name_or_path = model.name_or_path = source
     if not dropout:
         for m in model.modules():
             if isinstance(m, nn.Dropout):
@@ -219,7 +225,9 @@ def param_dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def make_encoder(model: nn.Module, tokenizer: Any, max_length: int, tail: list[int] | None = None) -> Encoder:
+def make_encoder(model: nn.Module, tokenizer: Any, max_length: int, tail: list[int] | None = None,
+                 chat: bool = False) -> Encoder:
     """Encoders get the sentence-pair layout, decoders the concatenated one; ``tail`` replaces what a
-    decoder appends after the response (EOS), e.g. a generative reward model's verdict question."""
-    return Encoder(tokenizer, max_length, pair_template=not is_decoder(model), tail=tail)
+    decoder appends after the response (EOS), e.g. a generative reward model's verdict question;
+    ``chat``: the model was trained on chat messages, so plain strings are scored as messages."""
+    return Encoder(tokenizer, max_length, pair_template=not is_decoder(model), tail=tail, chat=chat)

@@ -22,8 +22,9 @@ from rewardkit.errors import UsageError
 from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
+from rewardkit.model.gguf import is_gguf
 from rewardkit.model.net import RewardNet, VerdictNet, score_encoded
-from rewardkit.model.verdict import Verdict
+from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE, Verdict
 from rewardkit.model.precision import native_bf16, resolve_dtype
 from rewardkit.model.prefix_sharing import resolve_flex_attention, resolve_packing, resolve_prefix_sharing
 
@@ -79,7 +80,8 @@ class RewardModel:
                              "names in config.rewardkit")
         self.max_length = int(self.meta.get("max_length", max_length))
         self.encoder = make_encoder(model, tokenizer, self.max_length,
-                                    tail=self.verdict.template_ids if self.verdict else None)
+                                    tail=self.verdict.template_ids if self.verdict else None,
+                                    chat=self.meta.get("inputs") == "messages")
         self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.net, self.pad_id, self.max_length)
         self.pack = resolve_packing(packing, self.model, self.device.type, self.max_length)
         resolve_flex_attention(self.net, self.pad_id, self.pack, self.share_prefix)  # GPUs with packed rows only
@@ -94,12 +96,34 @@ class RewardModel:
         ``dtype``: ``"bf16"``, ``"fp16"``, ``"fp32"`` or a torch.dtype; weights are loaded
         directly in it, so a bf16 model never holds an fp32 copy in memory.
         """
+        if is_gguf(path):
+            raise UsageError(f"{path}: a GGUF file holds a language model, not a reward model; train one with "
+                             "`rewardkit train --model FILE.gguf`, or judge zero-shot with "
+                             "RewardModel.generative(FILE.gguf, template, answers)")
         want = resolve_dtype(dtype, torch.device(device).type if device else None)
         model, tokenizer, meta = load_model_dir(path, want)
         if max_length:
             meta["max_length"] = max_length
         return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing,
                    packing=packing)
+
+    @classmethod
+    def generative(cls, model: str | Path, template: str = DEFAULT_TEMPLATE, answers: str = DEFAULT_ANSWERS,
+                   max_length: int = 512, device: str | None = None, dtype: str | torch.dtype | None = None,
+                   chat: bool = False) -> "RewardModel":
+        """A zero-shot generative reward model from any causal LM (a directory, Hub id or GGUF file): the
+        reward is ``log P(yes) - log P(no)`` after ``template``, exactly as ``--objective generative``
+        reads it, before any training (the baseline a trained verdict should beat). ``chat``: score
+        plain strings as the chat messages of its template (`rewardkit.encoding.chat`)."""
+        from rewardkit.model.backbone import load_causal_lm
+        from rewardkit.model.verdict import resolve_verdict
+
+        lm, tokenizer = load_causal_lm(str(model), what="RewardModel.generative")
+        verdict = resolve_verdict(tokenizer, template, answers)
+        meta = {"objective": "generative", "verdict": verdict.to_meta(), "max_length": max_length,
+                "inputs": "messages" if chat else "text"}
+        want = resolve_dtype(dtype, torch.device(device).type if device else None)
+        return cls(lm, tokenizer, device=device, dtype=want, meta=meta)
 
     # ---------------------------------------------------------------- normalisation
     def normalize(self, rewards: list[float]) -> list[float]:

@@ -17,6 +17,8 @@ from typing import Any
 
 from rewardkit.errors import UsageError
 
+DEFAULT_TEMPLATE = "\n\nQuestion: Is the response helpful and harmless? Answer:"
+DEFAULT_ANSWERS = " Yes, No"
 
 
 @dataclass

@@ -9,20 +9,28 @@ Validation errors are `BadRequest` with the HTTP status and a message naming the
 hold secrets, and echoing a 16 MB text back helps no one.
 
 The splitting rule (``/get_reward``, ``/classify``): a reward model was trained on (prompt,
-response) pairs, so a whole transcript is split back into the two before encoding:
+response) pairs, so a whole transcript is split back into the two before encoding.
 
-1. pad tokens (as text) are removed from both ends, then leading BOS/CLS tokens: the encoder adds
-   the model's own BOS once, so a BOS the client's tokenizer decoded into the text is not doubled;
-2. if a prompt is given and the text starts with it, the text splits there;
-3. otherwise at the end of the last assistant header: the tokenizer's chat-template header
-   (``<|im_start|>assistant\\n``, ...) if it has a template, else hh-rlhf's ``\\n\\nAssistant:``;
-4. otherwise the text is scored whole, as a response after an empty prompt.
+A model trained on chat messages (``config.rewardkit.inputs == "messages"``) maps every text back to
+those messages (`rewardkit.encoding.chat`), and never guesses:
 
-Trailing EOS: the encoder ends every sequence with the model's EOS, as in training. A text whose
-prompt part ends with the chat-template header is in chat form and keeps its ending (the template
-ends turns with it, and training saw it there); any other text loses its trailing EOS/SEP tokens
-first, so exactly one EOS ends the sequence. Truncation is training's: the oldest prompt tokens go
-first; a text with no split point loses its oldest tokens (left side).
+1. pad tokens (as text) are removed from the start, and leading specials the encoder adds itself
+   (a Llama BOS); a BOS that is the template's own first token (SmolLM2's ``<|im_start|>``) is kept,
+   and put back when a client stripped it (verl does, expecting its tokenizer to add it again);
+2. if a prompt is given and the text starts with it, the text splits there (a plain prompt is then
+   one user message); otherwise at the end of the last assistant header of the chat template;
+3. the answer's content is what follows, its end (``<|im_end|>`` where generation stopped, the
+   template's full turn ending, padding) cut back; the template renders the turn again, as training did;
+4. a text with no assistant header is refused (422 naming the field), as is any rendered text when
+   the template renders answers differently depending on the conversation.
+
+Any other model: pad and BOS/CLS tokens are removed from the start (the encoder adds its own once);
+the text splits at the given prompt, else after the last assistant header (the chat template's, else
+hh-rlhf's ``\\n\\nAssistant:``), else is scored whole as a response after an empty prompt. A text
+whose prompt part ends with the chat-template header keeps its ending when the template ends turns
+with EOS; any other loses its trailing EOS/SEP tokens, so exactly one EOS ends the sequence.
+Truncation is training's: the oldest prompt tokens go first; a text with no split point loses its
+oldest tokens (left side).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit.encoding.chat import RenderError, render_messages
 from rewardkit.encoding.encoder import Encoded, Encoder
 
 HH_MARKER = "\n\nAssistant:"
@@ -265,12 +274,22 @@ class TextSplitter:
 
     def __init__(self, encoder: Encoder):
         tok = encoder.tokenizer
+        self.chat = encoder.chat  # a model trained on chat messages: texts map back to its messages
         self.pair_template = encoder.pair_template
         self.pad = tok.pad_token if tok.pad_token not in (None, tok.eos_token) else None
-        self.leading = [s for s in (tok.bos_token, getattr(tok, "cls_token", None)) if s]
+        # leading specials the encoder adds itself (BERT's [CLS], a Llama BOS) are stripped, not doubled; so is
+        # a BOS on a plain-text model (training texts had none). A chat model keeps any other: SmolLM2's BOS
+        # is <|im_start|>, the template's own first token, which training saw at the start of every prompt.
+        added = [t for t in tok.convert_ids_to_tokens(list(encoder.head)) if t]
+        plain = [t for t in (tok.bos_token, getattr(tok, "cls_token", None)) if t] if self.chat is None else []
+        self.leading = list(dict.fromkeys(added + plain))
         self.trailing = [s for s in (tok.eos_token, getattr(tok, "sep_token", None)) if s]
         self.header, self.keep_end = self._chat_header(tok)
         self.markers = [m for m in (self.header, HH_MARKER) if m]
+        # a client that strips the BOS its own tokenizer will add again (verl) removes the template's first
+        # token when the BOS *is* that token: it is put back
+        start = render_messages(tok, [{"role": "user", "content": "PROBE"}], True) if self.chat else ""
+        self.restore = tok.bos_token if tok.bos_token and start.startswith(tok.bos_token) and not added else ""
 
     @staticmethod
     def _chat_header(tok: Any) -> tuple[str, bool]:
@@ -295,6 +314,8 @@ class TextSplitter:
             for s in ([self.pad] if self.pad else []) + self.leading:
                 if text.startswith(s):
                     text, changed = text[len(s):], True
+        if self.restore and not text.startswith(self.restore):
+            text = self.restore + text
         return text
 
     def _clean_end(self, text: str, chat_form: bool) -> str:
@@ -312,6 +333,8 @@ class TextSplitter:
         return text
 
     def split(self, query: str, prompt: str | None, where: str) -> Spec:
+        if self.chat is not None:
+            return self._split_chat(query, prompt, where)
         if prompt is not None and prompt and query.startswith(prompt):
             p, r = self._clean_start(prompt), query[len(prompt):]
             return Spec(where=where, prompt=p, responses=[self._clean_end(r, self._chat_form(p))])
@@ -323,6 +346,27 @@ class TextSplitter:
                 p = text[:end]
                 return Spec(where=where, prompt=p, responses=[self._clean_end(text[end:], self._chat_form(p))])
         return Spec(where=where, text=self._clean_end(text, False))
+
+    def _split_chat(self, query: str, prompt: str | None, where: str) -> Spec:
+        """A chat-trained model's text: (rendered prompt, the answer's content), never a guess."""
+        chat = self.chat
+        assert chat is not None
+        if chat.problem:
+            raise BadRequest(f"{where}: this model was trained on chat messages and {chat.problem}; "
+                             "send chat messages to /score instead of rendered text")
+        if prompt and query.startswith(prompt):
+            p, rest = self._clean_start(prompt), query[len(prompt):]
+            if chat.is_rendered(p):
+                return Spec(where=where, prompt=p, responses=[chat.content(rest, after_header=True)])
+            return Spec(where=where, prompt=p, responses=[rest])  # a plain prompt: one user message
+        text = self._clean_start(query)
+        cut = text.rfind(chat.header) if chat.header else -1
+        if cut < 0:
+            raise BadRequest(f"{where}: no assistant turn in the text: this model was trained on chat messages, "
+                             f"whose answers start after {chat.header!r}; send the conversation rendered by its "
+                             "chat template, its prompt in 'prompts', or chat messages to /score")
+        end = cut + len(chat.header)
+        return Spec(where=where, prompt=text[:end], responses=[chat.content(text[end:], after_header=True)])
 
     def _chat_form(self, prompt: str) -> bool:
         return bool(self.header) and prompt.endswith(self.header)
@@ -340,6 +384,8 @@ def encode_specs(encoder: Encoder, specs: list[Spec]) -> list[Encoded]:
                 enc = encoder.encode_text(spec.text)
             else:
                 enc = encoder.encode_texts(spec.prompt, spec.responses)
+        except RenderError as e:
+            raise BadRequest(f"{spec.where}: {e}") from None
         except Exception as e:  # noqa: BLE001 - e.g. a chat template rejecting a role order
             raise BadRequest(f"{spec.where}: cannot be encoded: {type(e).__name__}") from None
         if any(not row for row in enc.input_ids):

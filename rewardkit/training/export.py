@@ -82,7 +82,8 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     else:
         extra = {}
     loss = state.get("loss_name") or (regression.get("objective", "regression") if regression else cfg.loss)
-    meta = model_meta(cfg.max_length, loss, checkpoint_step=state.get("step"), **extra)
+    meta = model_meta(cfg.max_length, loss, checkpoint_step=state.get("step"), inputs=state.get("inputs", "text"),
+                      **extra)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

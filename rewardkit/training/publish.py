@@ -71,8 +71,8 @@ def publish(run: Run, job: TrainingJob, tokenizer: Any, state: TrainState, final
     cfg, out = run.cfg, run.out
     inner = run.accelerator.unwrap_model(job.net).model
     weights = {k.removeprefix("model."): v for k, v in full_state.items()} if full_state else None
-    meta = model_meta(cfg.max_length, job.objective.loss_name, **({"normalization": stats} if stats else {}),
-                      **job.objective.model_meta(inner, weights))
+    meta = model_meta(cfg.max_length, job.objective.loss_name, inputs=job.objective.inputs(),
+                      **({"normalization": stats} if stats else {}), **job.objective.model_meta(inner, weights))
     tmp = out / ".tmp-model"
     try:
         shutil.rmtree(tmp, ignore_errors=True)

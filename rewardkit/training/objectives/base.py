@@ -164,7 +164,11 @@ class Objective:
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """Extra trainer-state fields: what `rewardkit export` needs to turn a checkpoint into a model."""
-        return {"loss_name": self.loss_name}
+        return {"loss_name": self.loss_name, "inputs": self.inputs()}
+
+    def inputs(self) -> str:
+        """``config.rewardkit.inputs``: the texts trained on (`rewardkit.data.records.input_kind`)."""
+        return "text"
 
     def tracker_config(self) -> dict[str, Any]:
         """Extra hyperparameters for the --report-to trackers."""

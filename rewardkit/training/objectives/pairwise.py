@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from rewardkit.data.file_cache import load_cached
 from rewardkit.data.loading import bundled_sample, group_by_prompt, split_by_prompt
-from rewardkit.data.records import Comparison
+from rewardkit.data.records import Comparison, input_kind
 from rewardkit.encoding.cache import encode_cached
 from rewardkit.encoding.encoded_set import truncated_count
 from rewardkit.encoding.encoder import Encoded, Encoder
@@ -89,6 +89,9 @@ class PairwiseObjective(Objective):
     @property
     def truncated(self) -> int:
         return truncated_count(self.items)
+
+    def inputs(self) -> str:
+        return input_kind(self.train + self.held_out)
 
     # ------------------------------------------------------------------ the step
     def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
