@@ -1,44 +1,31 @@
-"""`rewardkit` command line: a table from subcommand to function.
+"""`rewardkit` command line: a table from subcommand to library function.
 
 Every subcommand's flags are generated from its typed config (`rewardkit.config`): one flag per
-field, ``--help`` text from the field's documentation, sections from its group. Exit codes: 0
-success, 2 usage or data error (one clear message on stderr, no traceback), 1 an internal error
-(a bug: the traceback is printed).
+field, ``--help`` text from the field's documentation, sections from its group. The work is done by
+library functions a Python user can call the same way (`train`, `evaluate`, `score_file`, `serve`,
+`export`, `data_report`, `convert_data`). Exit codes: 0 success, 2 usage or data error (one clear
+message on stderr, no traceback), 1 an internal error (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
-from rewardkit.config import (
-    DataCheckConfig,
-    DataConvertConfig,
-    EvalConfig,
-    ExportConfig,
-    ScoreConfig,
-    TrainConfig,
-    build_config,
-    field_type,
-)
-from rewardkit.errors import DataError, RecordError, TrainingInterrupted, UsageError, flag
+from rewardkit.config import (DataCheckConfig, DataConvertConfig, EvalConfig, ExportConfig, ScoreConfig,
+                              TrainConfig)
+from rewardkit.errors import DataError, TrainingInterrupted, UsageError
+from rewardkit.flags import Parser, add_config_flags, config_of
 from rewardkit.serving.config import ServeConfig
 
-GROUPS = ("model", "data", "training", "evaluation", "checkpoints", "speed")
 
-
-# --------------------------------------------------------------------------------------- helpers
-
-
-def _quiet_libraries() -> None:
-    """Keep library chatter (weight-init notices, hub hints) out of the user's terminal."""
+def quiet_libraries() -> None:
+    """Keep library chatter (weight-init notices, hub hints, load reports) out of the user's terminal."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
@@ -47,296 +34,76 @@ def _quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
 
 
-class _CommaJoin(argparse.Action):
-    """A repeatable flag: ``--report-to a --report-to b`` means ``a,b``."""
-
-    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
-        old = getattr(namespace, self.dest, None)
-        setattr(namespace, self.dest, f"{old},{values}" if old else values)
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One argument per config field, help text from the field's documentation, grouped by section."""
-    sections = {g: parser.add_argument_group(g) for g in GROUPS
-                if any(f.metadata.get("group") == g for f in dataclasses.fields(cls))}
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        target = sections.get(meta.get("group"), parser)
-        if meta.get("positional"):
-            target.add_argument(f.name, metavar=meta.get("metavar"), help=meta.get("help"))
-            continue
-        names = [n for n in (meta.get("short"), meta.get("cli_name") or flag(f.name)) if n]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = meta.get("help", "") + ("" if meta.get("required") else f" (default: {default})")
-        if field_type(cls, f) is bool:
-            target.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-            continue
-        optional = {"nargs": "?", "const": meta["const"]} if "const" in meta else {}
-        optional.update({"action": _CommaJoin} if meta.get("repeatable") else {})
-        target.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS, choices=meta.get("choices"),
-                            metavar=meta.get("metavar", f.name.upper()), required=bool(meta.get("required")),
-                            help=help_text, **optional)
-
-
-def _config(cls: type, args: argparse.Namespace, yaml_path: str | None = None) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return build_config(cls, yaml_path, {k: v for k, v in vars(args).items() if k in names})
-
-
-def _print_metrics(m: dict[str, Any], title: str) -> None:
-    def fmt(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    print(title)
-    keys = ["accuracy", "pairs", "mean_margin", "median_margin", "loss", "ece", "brier",
-            "chosen_reward_mean", "rejected_reward_mean", "chosen_longer_rate", "prefers_longer_rate",
-            "accuracy_chosen_longer", "accuracy_chosen_not_longer"]
-    for k in keys:
-        if k in m:
-            print(f"  {k:<28} {fmt(m[k])}")
-    for name, s in (m.get("subsets") or {}).items():
-        print(f"  subset {name:<21} {s['accuracy']:.4f} ({s['pairs']} pairs)")
-    for name, v in (m.get("sections") or {}).items():
-        print(f"  section {name:<20} {v:.4f}")
-
-
-def _load_scorer(cfg: Any) -> Any:
-    _quiet_libraries()
-    from rewardkit.model.reward_model import RewardModel
-
-    return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
-                                       dtype=cfg.dtype, packing=cfg.packing)
-
-
 # --------------------------------------------------------------------------------------- commands
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _config(TrainConfig, args, args.config)
-    _quiet_libraries()
+def cmd_train(cfg: TrainConfig) -> int:
+    from accelerate import PartialState
+
+    from rewardkit.training.summary import result_text
     from rewardkit.training.trainer import train
 
     result = train(cfg, log=lambda msg: print(msg, file=sys.stderr))
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
-        return 0
-    if result.eval_metrics and "attributes" in result.eval_metrics:  # --objective regression
-        from rewardkit.evaluation.rated import print_attribute_metrics
-
-        print_attribute_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['responses']} "
-                                "rated responses):")
-    elif result.eval_metrics and "pairs" in result.eval_metrics:
-        _print_metrics(result.eval_metrics, f"held-out evaluation ({result.eval_metrics['pairs']} pairs):")
-    elif result.eval_metrics:  # an SFT model's perplexity, a generative model's verdict accuracy
-        print("held-out evaluation:")
-        for key, value in result.eval_metrics.items():
-            print(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
-    else:
-        print("no held-out data (every pair was trained on): pass --eval-split 0.1 or --eval-data FILE for "
-              "held-out metrics, or run `rewardkit eval OUT FILE` later")
-    items = {"sft": "(prompt, chosen response) examples"}.get(cfg.objective, "comparisons")
-    print(f"trained {result.steps} steps on {result.pairs_seen} {items} in {result.seconds:.0f}s; "
-          f"{result.truncated} truncated, 0 dropped")
-    print(f"model saved to {result.output_dir}")
+    if PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
+        print(result_text(result, cfg))
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    cfg = _config(ExportConfig, args)
-    _quiet_libraries()
+def cmd_eval(cfg: EvalConfig) -> int:
+    from rewardkit.evaluation.evaluate import evaluate
+
+    result = evaluate(cfg)
+    if cfg.report:
+        page = result.write_report(cfg.report, details={"model": cfg.model_dir, "data": cfg.data})
+        print(f"report: {page}", file=sys.stderr)
+    print(json.dumps(result.metrics) if cfg.json else result.table())
+    return 0
+
+
+def cmd_score(cfg: ScoreConfig) -> int:
+    from rewardkit.evaluation.scoring import score_file
+
+    records = score_file(cfg)
+    if cfg.output:
+        print(f"scored {records} records -> {cfg.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(cfg: ExportConfig) -> int:
     from rewardkit.training.export import export
 
-    out = export(cfg.source, cfg.output, merge=cfg.merge, overwrite=cfg.overwrite)
-    print(f"exported {cfg.source} -> {out}")
+    print(f"exported {cfg.source} -> {export(cfg.source, cfg.output, merge=cfg.merge, overwrite=cfg.overwrite)}")
     return 0
 
 
-def _sections(path: str | None, present: set[str | None], data: str) -> Any:
-    """The --sections mapping, validated; a note for subsets the data does not have."""
-    from rewardkit.evaluation.metrics import check_sections
-
-    if not path:
-        return None
-    try:
-        sections = check_sections(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError, ValueError) as e:
-        raise UsageError(f"--sections: cannot use {path}: {e}") from None
-    absent = sorted({s for m in sections.values() for s in m} - present)
-    if absent:
-        print(f"rewardkit: note: --sections subsets not in {data}: {', '.join(absent)}", file=sys.stderr)
-    return sections
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    cfg = _config(EvalConfig, args)
-    if not Path(cfg.model_dir).is_dir():
-        raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
-    from rewardkit.evaluation.rated import eval_rated
-
-    rated = eval_rated(cfg, _load_scorer)  # a regression model on a rating table
-    metrics, write_page, print_table = rated if rated is not None else _eval_pairs(cfg)
-    if cfg.report:
-        page = write_page(cfg.report, title="Reward model evaluation",
-                          details={"model": cfg.model_dir, "data": cfg.data})
-        print(f"report: {page}", file=sys.stderr)
-    if cfg.json:
-        print(json.dumps(metrics))
-    else:
-        print_table()
-    return 0
-
-
-def _eval_pairs(cfg: EvalConfig) -> tuple[dict[str, Any], Callable[..., Path], Callable[[], None]]:
-    """Pairwise metrics of a preference file: (metrics, report writer, table printer)."""
-    from functools import partial
-
-    from tqdm.auto import tqdm
-
-    from rewardkit.data.loading import load_comparisons
-    from rewardkit.data.records import describe_problems
-    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
-    from rewardkit.evaluation.report import write_report
-
-    loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
-    if loaded.problems:
-        print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
-    sections = _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
-    rm = _load_scorer(cfg)
-    with tqdm(total=len(loaded.comparisons), desc="score", disable=cfg.json, unit="cmp") as bar:
-        rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
-    metrics = pair_metrics(pairs_of(loaded.comparisons, rewards), sections)
-    metrics["skipped"] = len(loaded.problems)
-    page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
-    return metrics, page, lambda: _print_metrics(metrics, f"{cfg.data} ({metrics['pairs']} pairs):")
-
-
-def _score_jobs(path: str) -> list[tuple[str, dict[str, Any], Any]]:
-    """(kind, record, payload) per record of a file to score, in order; every bad record is listed."""
-    from rewardkit.data.formats import parse_record
-    from rewardkit.data.readers import iter_rows
-
-    if not Path(path).is_file():
-        raise UsageError(f"INPUT: no such file: {path}")
-    jobs: list[tuple[str, dict[str, Any], Any]] = []
-    problems = []
-    for where, raw in iter_rows(path):
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            if isinstance(raw, dict) and "response" in raw and "chosen" not in raw:
-                prompt, response = raw.get("prompt"), raw.get("response")
-                for name, v in (("prompt", prompt), ("response", response)):
-                    if not isinstance(v, (str, list)) or not v:
-                        raise RecordError(f"field '{name}' must be a non-empty string or message list")
-                jobs.append(("single", raw, (prompt, response)))
-            else:
-                comps = parse_record(raw, "auto", where)
-                if len(comps) != 1:
-                    raise RecordError("score takes one comparison per record (unwrap LMFlow 'instances' first)")
-                jobs.append(("group", raw, comps[0]))
-        except RecordError as e:
-            problems.append(f"{where}: {e}")
-    if problems:
-        more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise UsageError(f"{len(problems)} invalid record(s) in {path}:\n  " + "\n  ".join(problems[:5]) + more)
-    return jobs
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    cfg = _config(ScoreConfig, args)
-    jobs = _score_jobs(cfg.input)
-    rm = _load_scorer(cfg)
-    encoded = [rm.encoder.encode_texts(p[0], [p[1]]) if k == "single" else rm.encoder.encode(p) for k, _, p in jobs]
-    from tqdm.auto import tqdm
-
-    # stdout carries the records, so the bar (on stderr) shows only where someone watches it
-    watched = cfg.output is not None or sys.stderr.isatty()
-    with tqdm(total=len(encoded), desc="score", unit="rec", disable=not watched) as bar:
-        if rm.regression is None:
-            rewards, attributes = rm.rewards_for(encoded, cfg.batch_size, bar), None
-        else:  # regression model: the combined reward and each attribute, from one forward pass
-            rewards, attributes = rm.attributes_for(encoded, cfg.batch_size, bar)
-    if cfg.normalize:
-        rewards = [rm.normalize(r) for r in rewards]
-    out = open(cfg.output, "w") if cfg.output else sys.stdout
-    try:
-        for n, ((kind, raw, payload), r) in enumerate(zip(jobs, rewards)):
-            rec = dict(raw)
-            if attributes is not None:
-                from rewardkit.evaluation.rated import add_attributes
-
-                add_attributes(rec, kind, raw, payload, attributes[n])
-            if kind == "single":
-                rec["reward"] = r[0]
-            elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):
-                rec["chosen_reward"], rec["rejected_reward"] = r
-            else:  # rankings: one reward per response, in the record's own order
-                rec["rewards"] = payload.in_record_order(r)
-            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    finally:
-        if cfg.output:
-            out.close()
-    if cfg.output:
-        print(f"scored {len(jobs)} records -> {cfg.output}", file=sys.stderr)
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = _config(ServeConfig, args)
-    _quiet_libraries()
+def cmd_serve(cfg: ServeConfig) -> int:
     from rewardkit.serving.app import serve
 
     return serve(cfg)
 
 
-def cmd_data_check(args: argparse.Namespace) -> int:
+def cmd_data_check(cfg: DataCheckConfig) -> int:
     from rewardkit.data.check import data_report, print_report
     from rewardkit.data.loading import load_comparisons
 
-    cfg = _config(DataCheckConfig, args)
-    loaded = load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg)
-    report = data_report(loaded, cfg.file)
-    if cfg.json:
-        print(json.dumps(report))
-    else:
-        print_report(report)
+    report = data_report(load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg), cfg.file)
+    print(json.dumps(report)) if cfg.json else print_report(report)
     return 2 if report["invalid"] and cfg.strict else 0
 
 
-def cmd_data_convert(args: argparse.Namespace) -> int:
-    """Any supported input -> explicit JSONL: pair records and/or ranking records."""
-    from rewardkit.data.formats import comparison_records
-    from rewardkit.data.loading import load_comparisons
+def cmd_data_convert(cfg: DataConvertConfig) -> int:
+    from rewardkit.data.convert import convert_data
 
-    cfg = _config(DataConvertConfig, args)
-    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
-        raise UsageError("-o/--output must differ from INPUT")
-    loaded = load_comparisons(cfg.input, cfg.from_format, cfg.skip_invalid, ratings=cfg)
-    for message in loaded.messages(cfg.input):
-        print(message, file=sys.stderr)
-    records = [r for c in loaded.comparisons for r in comparison_records(c, cfg.to, cfg.margin_scale)]
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    try:
-        if cfg.output.endswith(".gz"):
-            with gzip.open(cfg.output, "wt", encoding="utf-8") as f:
-                f.write(text)
-        else:
-            Path(cfg.output).write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"-o/--output: cannot write {cfg.output}: {e.strerror}") from None
-    pairs = sum("chosen" in r for r in records)
-    print(f"wrote {len(records)} records ({pairs} pairs, {len(records) - pairs} rankings) from "
-          f"{loaded.records} input records to {cfg.output}; {len(loaded.dropped)} without a preference, "
-          f"{len(loaded.problems)} invalid", file=sys.stderr)
+    done = convert_data(cfg)
+    print("\n".join(done.messages + [done.summary(cfg.output)]), file=sys.stderr)
     return 0
 
 
 # --------------------------------------------------------------------------------------- parser
 
 # subcommand -> (config, function, one-line help, description)
-COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] = {
+Command = tuple[type, Callable[[Any], int], str, str]
+COMMANDS: dict[str, Command] = {
     "train": (TrainConfig, cmd_train, "train a reward model (no arguments: the quickstart)",
               "Train a reward model. With no arguments: MiniLM-L6 on the bundled hh-rlhf sample. Every option "
               "can also be set in --config FILE.yaml."),
@@ -353,7 +120,7 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] 
                "Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a model directory, or merge a LoRA "
                "adapter into plain transformers weights."),
 }
-DATA_COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] = {
+DATA_COMMANDS: dict[str, Command] = {
     "check": (DataCheckConfig, cmd_data_check, "counts, lengths, duplicates, invalid records",
               "Report counts, length statistics, duplicates, how often the chosen response is longer, pairs per "
               "prompt and invalid records."),
@@ -364,40 +131,53 @@ DATA_COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, s
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rewardkit.version import __version__
-
-    parser = argparse.ArgumentParser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
-    parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (cls, func, short, description) in COMMANDS.items():
-        p = sub.add_parser(name, help=short, description=description)
+def _add_commands(sub: Any, table: dict[str, Command], prefix: str) -> None:
+    for name, (cls, func, short, description) in table.items():
+        p = sub.add_parser(name, help=short, description=description, usage=f"{prefix} {name} [options]"
+                           + "".join(f" {f.metadata.get('metavar')}" for f in dataclasses.fields(cls)
+                                     if f.metadata.get("positional")) + f"  (see {prefix} {name} --help)")
         if cls is TrainConfig:
             p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
         add_config_flags(p, cls)
-        p.set_defaults(func=func)
-    data = sub.add_parser("data", help="inspect preference data", description="Inspect preference data.")
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    for name, (cls, func, short, description) in DATA_COMMANDS.items():
-        p = data_sub.add_parser(name, help=short, description=description)
-        add_config_flags(p, cls)
-        p.set_defaults(func=func)
-        if cls is DataConvertConfig:
-            p.add_argument("--mode", dest="ratings_mode", default=argparse.SUPPRESS,
-                           choices=[f.metadata["choices"] for f in dataclasses.fields(cls)
-                                    if f.name == "ratings_mode"][0], help="alias of --ratings-mode")
-    data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
+        p.set_defaults(func=func, cls=cls)
+
+
+def build_parser() -> Parser:
+    from rewardkit.version import __version__
+
+    parser = Parser(prog="rewardkit", description="Train, evaluate and serve reward models for RLHF.")
+    parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    _add_commands(sub, COMMANDS, "rewardkit")
+    data = sub.add_parser("data", help="inspect and convert preference data", description="Inspect preference data.")
+    _add_commands(data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser), DATA_COMMANDS,
+                  "rewardkit data")
+    return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The deepest (sub)command parser that ``argv`` names, for errors about its flags."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for i, word in enumerate(argv):
+        for action in actions:
+            if word in action.choices:
+                return _subparser(action.choices[word], argv[i + 1:])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        target = _subparser(parser, argv)
+        target.error(target.suggest(unknown) if isinstance(target, Parser) else f"unrecognized arguments: {unknown}")
     if not getattr(args, "func", None):
-        parser.print_help()
+        _subparser(parser, argv).print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        quiet_libraries()
+        return int(args.func(config_of(args.cls, args, getattr(args, "config", None))) or 0)
     except TrainingInterrupted as e:
         print(f"rewardkit: {e}", file=sys.stderr)
         return e.exit_code

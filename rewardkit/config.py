@@ -167,10 +167,14 @@ class TrainConfig:
         "Write a checkpoint (model, optimizer, scheduler, RNG, data position) to "
         "OUTPUT_DIR/checkpoint- STEP every N optimizer steps (0: only when stopped by "
         "SIGINT/SIGTERM).", 0, group="checkpoints")
-    save_total_limit: int = option("Keep only the newest N checkpoints (0: keep all).", 2, group="checkpoints")
+    save_total_limit: int | None = option(
+        "Keep only the newest N checkpoints, during the run and after it (0: keep all). Default: the newest 2 "
+        "while training, none once the finished model is written (they hold the optimizer state, about three "
+        "times the model).", None, group="checkpoints")
     resume: str | None = option(
-        "Continue a stopped run: from the newest complete checkpoint in --output-dir, or from the "
-        "checkpoint directory PATH. Pairs already seen are skipped; settings must match.",
+        "Continue a stopped run: from the newest complete checkpoint in --output-dir (exit 2 when there is "
+        "none), from the checkpoint directory PATH, or with 'auto' from the newest checkpoint if there is one "
+        "and from step 0 if not. Pairs already seen are skipped; settings and the resolved precision must match.",
         None, group="checkpoints", const="latest", metavar="PATH")
 
     # ---- speed: exact speed paths and memory
@@ -230,7 +234,7 @@ class TrainConfig:
             (self.eval_steps >= 0, "eval_steps", "must be >= 0"),
             (self.save_steps >= 0, "save_steps", "must be >= 0"),
             (self.logging_steps >= 1, "logging_steps", "must be >= 1"),
-            (self.save_total_limit >= 0, "save_total_limit", "must be >= 0"),
+            (self.save_total_limit is None or self.save_total_limit >= 0, "save_total_limit", "must be >= 0"),
             (self.lora_r >= 0, "lora_r", "must be >= 0"),
             (self.lora_alpha >= 0, "lora_alpha", "must be >= 0"),
             (0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)"),
@@ -375,8 +379,8 @@ class DataConvertConfig(RatingOptions):
 
     input: str = option("Preference file, rankings, votes or rating table.", "", positional=True, metavar="INPUT")
     output: str = option("JSONL file to write (.gz compresses).", "", short="-o", metavar="OUTPUT", required=True)
-    from_format: str = option("Input shape (default: auto, which detects a rating table from its columns).",
-                              "auto", cli_name="--from", choices=["auto", "ratings", "rankings", "votes"])
+    format: str = same_option(TrainConfig, "format", group=None, must_match=False, aliases=("--from",))
+    ratings_mode: str = same_option(RatingOptions, "ratings_mode", aliases=("--mode",))
     to: str = option(
         "auto: 2-response comparisons as pairs, longer ones as rankings; pairs: rankings expanded into all "
         "C(K,2) pairs (margin = score gap x --margin-scale); rankings: every comparison as a ranking record.",

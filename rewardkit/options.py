@@ -10,7 +10,7 @@ same names, and the resume check reads which fields must match. The metadata key
                 train a different run: which batches a step sees, or what the weights mean)
 ``choices``, ``metavar``, ``const`` (a flag that may be given bare), ``positional`` (an argument,
 not a flag), ``short`` (e.g. ``-o``), ``cli_name`` (a flag spelled unlike the field),
-``required`` (a flag that must be given)
+``required`` (a flag that must be given), ``aliases`` (older spellings, accepted but not shown)
 """
 
 from __future__ import annotations

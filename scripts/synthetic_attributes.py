@@ -17,7 +17,7 @@ whose ratings are the true levels (a few missing too). Files written to ``--out`
                       combined scores (WEIGHTS) differ by at least --pair-min-gap, better first
     meta.json         attributes, range, weights, counts, and the flags to train on it
 
-Train and evaluate on it (README, "A worked example with known structure")::
+Train and evaluate on it (docs/objectives.md, "A worked example with known structure")::
 
     rewardkit train --objective regression --train-data OUT/train.csv --eval-data OUT/test.csv \
         --score-column helpfulness,correctness,coherence,complexity,verbosity --score-range 0:4 \

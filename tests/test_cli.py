@@ -46,7 +46,8 @@ def test_bad_flag_value_names_the_flag(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_yaml_config_and_flag_precedence(tmp_path: Path) -> None:
-    from rewardkit.cli import _config, build_parser
+    from rewardkit.cli import build_parser
+    from rewardkit.flags import config_of as _config
     from rewardkit.config import TrainConfig
 
     (tmp_path / "c.yaml").write_text("lr: 0.001\nbatch-size: 8\nmax_length: 128\n")
@@ -120,3 +121,45 @@ def test_end_to_end_train_eval_score(tmp_path: Path, bert_dir: Path) -> None:
     assert len(rows) == 24 and rows[0]["prompt"] == pairs_records(24)[0]["prompt"]
     acc = sum(r["chosen_reward"] > r["rejected_reward"] for r in rows) / len(rows)
     assert abs(acc - metrics["accuracy"]) < 1e-9
+
+
+def test_a_bad_choice_is_one_line_under_the_short_usage(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--loss", "foo"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["usage: rewardkit train [options]  (see rewardkit train --help)",
+                   "rewardkit train: error: argument --loss: invalid choice: 'foo' (choose from 'bt', 'pl')"]
+
+
+def test_a_misspelled_flag_names_the_closest_one(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--batch-szie", "8"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "rewardkit train: error: unrecognized arguments: --batch-szie (did you mean --batch-size?)" in err
+    assert len(err.strip().splitlines()) == 2 and "usage: rewardkit train [options]" in err
+    with pytest.raises(SystemExit):
+        main(["data", "convert", "x.csv", "-o", "y.jsonl", "--to-format", "pairs"])
+    assert "rewardkit data convert: error: unrecognized arguments: --to-format (did you mean" in capsys.readouterr().err
+
+
+def test_help_shows_defaults_as_they_are_typed(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in out
+    assert "(default: ' Yes, No')" in out  # the leading space is part of the token
+    assert "(default: '\\n\\nQuestion: Is the response helpful and harmless? Answer:')" in out
+    assert "(default: 16)" in out.split("--batch-size")[1][:200]
+
+
+def test_data_convert_takes_format_like_every_command_and_creates_folders(tmp_path: Path) -> None:
+    rows = [{"prompt": "p1", "response": "good", "score": 5}, {"prompt": "p1", "response": "bad", "score": 1}]
+    src = write_jsonl(tmp_path / "ratings.jsonl", rows)
+    out = tmp_path / "new" / "folder" / "pairs.jsonl"
+    assert main(["data", "convert", str(src), "-o", str(out), "--format", "ratings"]) == 0
+    assert json.loads(out.read_text()) == {"prompt": "p1", "chosen": "good", "rejected": "bad", "margin": 4.0}
+    old = tmp_path / "old.jsonl"  # the earlier spelling still works
+    assert main(["data", "convert", str(src), "-o", str(old), "--from", "ratings"]) == 0
+    assert old.read_text() == out.read_text()

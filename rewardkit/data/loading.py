@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from rewardkit.data.formats import ALIASES, FORMATS, parse_record
 from rewardkit.data.ratings import RatingOptions, load_ratings, looks_like_ratings
-from rewardkit.data.readers import csv_header, iter_hub, iter_rows
+from rewardkit.data.readers import csv_header, iter_hub, iter_rows, looks_like_path
 from rewardkit.data.records import Comparison, Loaded, Problem, check_usable
 from rewardkit.errors import DataError, NoPreference, RecordError
 from rewardkit.progress import phase_bar
@@ -65,7 +65,7 @@ def load_comparisons(source: str, fmt: str = "auto", skip_invalid: bool = False,
                             "table (prompt/question, response/answer and score/rating/feedback columns; "
                             "name others with --prompt-column, --response-column, --score-column)")
         rows = iter_rows(path)
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", source):
+    elif not looks_like_path(source) and re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", source):
         rows = iter_hub(source)
     else:
         raise DataError(f"{source}: no such file")

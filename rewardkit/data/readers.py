@@ -132,14 +132,56 @@ def csv_header(path: str | Path) -> list[str] | None:
         return next(csv.reader(f), [])
 
 
+DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz", ".txt", ".arrow"}
+
+
+def looks_like_path(source: str) -> bool:
+    """A local path rather than a Hub id ``org/name[:split]``: a data file's extension, more than one
+    ``/`` (or a ``\\``, or a leading ``.``, ``/`` or ``~``), or an existing folder. Such a source is never
+    sent to the Hub: missing means "no such file" at once."""
+    base = source.partition(":")[0] if not Path(source).exists() else source
+    return (Path(source).exists() or any(base.lower().endswith(sfx) for sfx in DATA_SUFFIXES)
+            or base.count("/") > 1 or "\\" in base or base.startswith((".", "/", "~")))
+
+
 def iter_hub(source: str) -> Iterator[tuple[str, Any]]:
-    """A Hugging Face dataset id, `org/name[:split]`, loaded through `datasets` (needs the hub)."""
+    """A Hugging Face dataset id, `org/name[:split]`, loaded through `datasets` (needs the hub).
+
+    The Hub is asked once, with a short timeout and no retries, before `datasets` starts: unreachable,
+    it fails in a second with one line instead of retrying for half a minute with a page of warnings.
+    ``HF_HUB_OFFLINE=1`` skips the check and loads a copy already in the Hugging Face cache."""
+    import os
+
     name, _, split = source.partition(":")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in {"1", "true", "yes", "on"}:
+        _check_hub(source, name)
     try:
         import datasets
 
-        ds = datasets.load_dataset(name, split=split or "train")
-    except Exception as e:  # offline, unknown dataset, bad split: all the user's to fix
-        raise DataError(f"{source}: cannot load Hugging Face dataset: {e}") from None
+        verbosity = datasets.logging.get_verbosity()
+        datasets.logging.set_verbosity_error()
+        try:
+            ds = datasets.load_dataset(name, split=split or "train")
+        finally:
+            datasets.logging.set_verbosity(verbosity)
+    except Exception as e:  # noqa: BLE001 - offline, unknown dataset, bad split: all the user's to fix
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{source}: cannot load Hugging Face dataset: {reason}") from None
     for i, row in enumerate(ds, 1):
         yield f"{source}:row {i}", row
+
+
+def _check_hub(source: str, name: str) -> None:
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import RepositoryNotFoundError
+    except ImportError:  # pragma: no cover - datasets depends on it
+        return
+    try:
+        huggingface_hub.dataset_info(name, timeout=10)
+    except RepositoryNotFoundError:
+        raise DataError(f"{source}: no such local file, and no dataset {name!r} on the Hugging Face Hub") from None
+    except Exception as e:  # noqa: BLE001 - DNS, refused connection, timeout, proxy: the network's answer
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{source}: no such local file, and the Hugging Face Hub is unreachable ({reason}); give "
+                        "a local file, or set HF_HUB_OFFLINE=1 to load a copy in the Hugging Face cache") from None

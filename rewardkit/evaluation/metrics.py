@@ -8,6 +8,10 @@ Calibration treats P(chosen preferred) = sigmoid(r_c - r_r) as a probabilistic f
 is counted in both orientations, (p, outcome 1) and (1 - p, outcome 0), so the reliability diagram
 spans [0, 1] and does not depend on which response the file lists first. ECE uses 10 equal-width
 bins; the Brier score is mean((1 - p)^2), the same in both orientations.
+
+Rankings of K >= 3 responses are also judged whole (`ranking_metrics`): whether the best response
+gets the highest reward (top-1, best-of-N) and how well the rewards' order agrees with the true one
+(Kendall's tau-b). Pairs (K = 2) are left out of these: for them both say what accuracy says.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ def format_metric(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.2%}" if key.endswith("_rate") or key.startswith("accuracy") else f"{value:.4g}"
+        percent = key.endswith(("_rate", "_accuracy")) or key.startswith("accuracy")
+        return f"{value:.2%}" if percent else f"{value:.4g}"
     return str(value)
 
 
@@ -88,16 +93,71 @@ def _stats(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), statistics.pstdev(xs) if len(xs) > 1 else 0.0
 
 
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two sequences: (concordant - discordant) / sqrt((n0 - n1) (n0 - n2)), with n0
+    the number of pairs and n1, n2 the pairs tied in x, in y. None when either is constant (0/0).
+
+    O(n^2) over the pairs; rankings are short, and scipy is not a dependency.
+    """
+    score = tied_x = tied_y = 0
+    for i, j in combinations(range(len(x)), 2):
+        dx, dy = (x[i] > x[j]) - (x[i] < x[j]), (y[i] > y[j]) - (y[i] < y[j])
+        score += dx * dy
+        tied_x += dx == 0
+        tied_y += dy == 0
+    n0 = len(x) * (len(x) - 1) // 2
+    if tied_x == n0 or tied_y == n0:
+        return None
+    return score / math.sqrt((n0 - tied_x) * (n0 - tied_y))
+
+
+def ranking_metrics(rankings: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Top-1 accuracy and mean Kendall tau-b over rankings of K >= 3 responses' rewards, best first.
+
+    Top-1: the best response has the highest reward; a tie at the top scores 1/(number tied), the
+    expected score of picking one of them at random. Tau-b compares the rewards with the true order;
+    a ranking whose rewards are all equal (tau-b undefined) counts 0, as it orders nothing. Empty
+    dict without any ranking of K >= 3.
+    """
+    ranked = [list(r) for r in rankings if len(r) >= 3]
+    if not ranked:
+        return {}
+    top1, taus = [], []
+    for r in ranked:
+        best = max(r)
+        top1.append(1.0 / r.count(best) if r[0] == best else 0.0)
+        tau = kendall_tau_b([-float(i) for i in range(len(r))], r)
+        taus.append(0.0 if tau is None else tau)
+    return {"top1_accuracy": statistics.fmean(top1), "kendall_tau": statistics.fmean(taus), "rankings": len(ranked)}
+
+
 def pairs_of(comps: Sequence[Comparison], rewards: Sequence[Sequence[float]]
              ) -> list[dict[str, Any]]:
-    """Flatten comparisons and their rewards into (chosen, rejected) pair rows."""
+    """Flatten comparisons and their rewards into (chosen, rejected) pair rows.
+
+    Each row also names its comparison (index ``comparison``, ``size`` K) and the responses' places
+    in it (``better``, ``worse``), so `pair_metrics` can put K-way rankings back together.
+    """
     rows = []
-    for c, r in zip(comps, rewards):
-        for i, j in combinations(range(len(c.responses)), 2):
+    for n, (c, r) in enumerate(zip(comps, rewards)):
+        k = len(c.responses)
+        for i, j in combinations(range(k), 2):
             rows.append({"chosen_reward": r[i], "rejected_reward": r[j], "subset": c.subset,
                          "chosen_len": text_length(c.responses[i]),
-                         "rejected_len": text_length(c.responses[j])})
+                         "rejected_len": text_length(c.responses[j]),
+                         "comparison": n, "size": k, "better": i, "worse": j})
     return rows
+
+
+def rankings_of(rows: Sequence[dict[str, Any]]) -> list[list[float]]:
+    """The rewards of every K >= 3 comparison (best first) behind `pairs_of` rows; rows without the
+    comparison fields (built by hand) give none."""
+    found: dict[int, list[float]] = {}
+    for r in rows:
+        if r.get("size", 0) >= 3 and "comparison" in r:
+            rewards = found.setdefault(r["comparison"], [math.nan] * r["size"])
+            rewards[r["better"]], rewards[r["worse"]] = r["chosen_reward"], r["rejected_reward"]
+    return list(found.values())
 
 
 def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: Sections | None = None
@@ -134,6 +194,7 @@ def pair_metrics(rows: Sequence[dict[str, Any]], section_weights: Sections | Non
         "accuracy_chosen_longer": acc(longer),
         "accuracy_chosen_not_longer": acc([not x for x in longer]),
         "prefers_longer_rate": sum(prefers_longer) / len(differ) if differ else None,
+        **ranking_metrics(rankings_of(rows)),
     }
     subsets: dict[str, list[bool]] = defaultdict(list)
     for r, c in zip(rows, correct):

@@ -23,8 +23,8 @@ from rewardkit.evaluation.rating_metrics import pair_rewards_from, regression_me
 from rewardkit.model.artifacts import read_meta
 
 
-# (metrics, write the HTML report to a directory, print the text table)
-RatedEvaluation = tuple[dict[str, Any], Callable[..., Path], Callable[[], None]]
+# (metrics, write the HTML report to a directory, the text table)
+RatedEvaluation = tuple[dict[str, Any], Callable[..., Path], Callable[[], str]]
 
 
 def _is_attribute_table(path: str, attributes: list[str]) -> bool:
@@ -64,21 +64,22 @@ def eval_rated(cfg: Any, load_scorer: Callable[[Any], Any]) -> RatedEvaluation |
     page = partial(write_attribute_report, metrics=metrics, pred=pred, true=[r.values for r in records],
                    attributes=attrs)
     title = f"{cfg.data} ({metrics['responses']} rated responses):"
-    return metrics, page, lambda: print_attribute_metrics(metrics, title)
+    return metrics, page, lambda: attribute_metrics_table(metrics, title)
 
 
-def print_attribute_metrics(m: dict[str, Any], title: str) -> None:
+def attribute_metrics_table(m: dict[str, Any], title: str) -> str:
     """Text form: one line per attribute, then the means and the combined reward's pair accuracy."""
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    print(title)
-    print(f"  {'attribute':<20} {'n':>6} {'rmse':>8} {'pearson':>8} {'spearman':>8}")
+    lines = [title, f"  {'attribute':<20} {'n':>6} {'rmse':>8} {'pearson':>8} {'spearman':>8}"]
     for name, a in m["attributes"].items():
-        print(f"  {name:<20} {a['n']:>6} {fmt(a['rmse']):>8} {fmt(a['pearson']):>8} {fmt(a['spearman']):>8}")
-    print(f"  {'mean':<20} {'':>6} {fmt(m['mean_rmse']):>8} {fmt(m['mean_pearson']):>8} {fmt(m['mean_spearman']):>8}")
+        lines.append(f"  {name:<20} {a['n']:>6} {fmt(a['rmse']):>8} {fmt(a['pearson']):>8} {fmt(a['spearman']):>8}")
+    lines.append(f"  {'mean':<20} {'':>6} {fmt(m['mean_rmse']):>8} {fmt(m['mean_pearson']):>8} "
+                 f"{fmt(m['mean_spearman']):>8}")
     if "pairs" in m:
-        print(f"  combined reward accuracy {fmt(m['accuracy'])} ({m['pairs']} pairs)")
+        lines.append(f"  combined reward accuracy {fmt(m['accuracy'])} ({m['pairs']} pairs)")
+    return "\n".join(lines)
 
 
 def add_attributes(rec: dict[str, Any], kind: str, raw: dict[str, Any], payload: Any,

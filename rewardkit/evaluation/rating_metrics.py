@@ -111,7 +111,7 @@ def macro_mean(per_attribute: dict[str, dict[str, Any]], key: str) -> float | No
 def regression_metrics(pred: Sequence[Sequence[float]], true: Sequence[Sequence[float | None]],
                        attributes: Sequence[str], pair_rewards: Sequence[tuple[float, float]] | None = None
                        ) -> dict[str, Any]:
-    """The dict `rewardkit eval --json` prints for a regression model (see docs/DESIGN-regression.md).
+    """The dict `rewardkit eval --json` prints for a regression model (docs/objectives.md describes every field).
 
     ``pair_rewards`` are (combined reward of the better response, of the worse one) per pair, when
     the evaluation data gives or implies pairs.

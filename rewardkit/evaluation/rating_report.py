@@ -17,9 +17,12 @@ import math
 import random
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rewardkit.evaluation.rating_metrics import observed_pairs
+
+if TYPE_CHECKING:
+    from rewardkit.evaluation.report import TrainingRun
 
 POINT_COLOR, MEAN_COLOR = "#1f77b4", "#ff7f0e"  # the main report's colour-blind safe pair
 JITTER_LEVELS = 11
@@ -140,17 +143,20 @@ def attribute_html(metrics: dict[str, Any], plots: Sequence[tuple[str, str]]) ->
 
 def write_attribute_report(out_dir: str | Path, metrics: dict[str, Any], pred: Sequence[Sequence[float]],
                            true: Sequence[Sequence[float | None]], attributes: Sequence[str],
-                           title: str = "Reward model evaluation", details: dict[str, str] | None = None) -> Path:
+                           title: str = "Reward model evaluation", details: dict[str, str] | None = None,
+                           training: TrainingRun | None = None) -> Path:
     """A regression model's page: report.html (the attribute table and scatters, with the pairwise
-    report's stylesheet), one PNG per attribute and metrics.json; returns report.html's path."""
+    report's stylesheet), one PNG per attribute and metrics.json; returns report.html's path.
+    ``training``: the run that trained the model, for the pairwise report's Training section (loss.png)."""
     import json
 
-    from rewardkit.evaluation.report import html_page
+    from rewardkit.evaluation.report import html_page, training_html
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_attribute_plots(out, pred, true, attributes, metrics.get("attributes"))
-    page = html_page(title, details or {}, [attribute_html(metrics, plots)])
+    body = [attribute_html(metrics, plots)] + ([training_html(out, training)] if training else [])
+    page = html_page(title, details or {}, body)
     (out / "report.html").write_text(page)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return out / "report.html"

@@ -7,6 +7,11 @@
     reliability.png    reliability diagram of P(chosen) = sigmoid(r_c - r_r), with bin counts
     length_bias.png    reward margin against length difference (chosen - rejected, characters)
     metrics.json       the numbers in the page, as `rewardkit eval --json` prints them
+    loss.png           only for a report written at the end of training (`TrainingRun`): the loss curve
+
+A report written at the end of training also has a Training section: the last train loss, the loss
+curve from the run's metrics.jsonl and, when the training loss had a margin term, why the train loss
+and the held-out Bradley-Terry loss cannot be compared.
 
 The page has no scripts and no external resources; images are referenced by relative file name,
 so the directory can be zipped, copied or opened from disk in any browser. Plots are drawn with
@@ -20,6 +25,7 @@ import datetime
 import html
 import json
 import math
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +39,7 @@ PLOTS = {
     "reliability.png": "Reliability diagram",
     "length_bias.png": "Reward margin against length difference",
 }
+LOSS_PLOT = "loss.png"
 CHOSEN_COLOR, REJECTED_COLOR = "#1f77b4", "#ff7f0e"  # colour-blind safe pair (matplotlib's first two)
 MISTAKES_SHOWN = 10
 SNIPPET_CHARS = 400
@@ -41,6 +48,12 @@ SNIPPET_CHARS = 400
 METRIC_ROWS = [
     ("accuracy", "accuracy", "share of pairs with r(chosen) > r(rejected); ties count as wrong"),
     ("pairs", "pairs", "(chosen, rejected) pairs; a K-way ranking gives K(K-1)/2"),
+    ("top1_accuracy", "top-1 accuracy (best of N)",
+     "share of rankings (K >= 3) whose best response gets the highest reward; a tie at the top counts "
+     "1/(number tied)"),
+    ("kendall_tau", "Kendall tau-b", "mean over rankings (K >= 3) of the rank correlation between rewards and the "
+                                     "true order: 1 same order, -1 reversed; all-equal rewards count 0"),
+    ("rankings", "rankings (K >= 3)", "comparisons of 3 or more responses, what top-1 and Kendall tau-b average"),
     ("mean_margin", "mean margin", "mean of r(chosen) - r(rejected)"),
     ("median_margin", "median margin", "median of r(chosen) - r(rejected)"),
     ("loss", "Bradley-Terry loss", "mean -log sigmoid(r(chosen) - r(rejected))"),
@@ -143,8 +156,105 @@ def plot_length_bias(path: Path, length_diff: Sequence[float], margins: Sequence
     fig.savefig(path)
 
 
+Losses = list[tuple[int, float]]  # (step, loss)
+
+
+def read_losses(metrics_log: Path) -> tuple[Losses, Losses]:
+    """(train, eval) losses by step from a run's metrics.jsonl; a missing file, a line cut short or a
+    row without a finite loss is skipped (the curve is a picture, not a check)."""
+    found: dict[str, Losses] = {"train": [], "eval": []}
+    try:
+        lines = Path(metrics_log).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return [], []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(row, dict):
+            continue
+        loss = row.get("loss")
+        if row.get("split") in found and isinstance(loss, (int, float)) and math.isfinite(loss):
+            found[row["split"]].append((int(row.get("step", 0)), float(loss)))
+    return found["train"], found["eval"]
+
+
+def plot_loss(path: Path, train: Losses, held_out: Losses, margin: bool) -> None:
+    """Train loss over steps, held-out loss as points: a train loss still falling while the held-out
+    one rises is overfitting."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot([s for s, _ in train], [v for _, v in train], color=CHOSEN_COLOR, linewidth=1.2,
+            marker="." if len(train) <= 50 else None,
+            label="train loss" + (" (with margin term)" if margin else ""))
+    if held_out:
+        ax.plot([s for s, _ in held_out], [v for _, v in held_out], color=REJECTED_COLOR, marker="o",
+                linestyle="--", linewidth=1, label="held-out loss" + (" (no margin term)" if margin else ""))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss over training")
+    ax.legend(frameon=False)
+    fig.savefig(path)
+
+
 # --------------------------------------------------------------------------------------- page
 
+
+@dataclass
+class TrainingRun:
+    """What a report written at the end of training adds: the loss curve of the run's ``metrics_log``
+    (metrics.jsonl) and, when its loss was -log sigmoid(r_c - r_r - m), the mean margin m over the
+    training pairs (``mean_margin``; None: no margin term)."""
+
+    metrics_log: Path
+    mean_margin: float | None = None
+
+
+def training_html(out: Path, training: TrainingRun, held_out_loss: float | None = None) -> str:
+    """The Training section: writes loss.png into ``out`` when the log holds train losses, and says
+    next to the loss numbers whether train and held-out loss can be compared."""
+    esc = html.escape
+    train, held = read_losses(training.metrics_log)
+    margin = training.mean_margin is not None
+    parts = ["<h2>Training</h2>"]
+    losses = []
+    if train:
+        losses.append(f"last logged train loss <b>{train[-1][1]:.4g}</b> (step {train[-1][0]})")
+    if held_out_loss is not None:
+        losses.append(f"held-out Bradley-Terry loss <b>{held_out_loss:.4g}</b>")
+    if losses:
+        said = "; ".join(losses)
+        parts.append(f"<p>{said[:1].upper()}{said[1:]}.</p>")
+    if margin:
+        parts.append(f"<p class=\"margin-note\">Training used margins: each pair's training loss was "
+                     f"-log sigmoid(r_c - r_r - m), with mean m = {training.mean_margin:.4g} over the training "
+                     "pairs, so the train loss includes the margin term and is larger than the same rewards' loss "
+                     "without it. The held-out Bradley-Terry loss has no margin term: the two numbers are not "
+                     "comparable (compare accuracies instead).</p>")
+    if not train:
+        parts.append(f"<p class=\"meta\">{esc(training.metrics_log.name)} holds no train loss (a run shorter "
+                     "than --logging-steps): no loss curve.</p>")
+        return "\n".join(parts)
+    plot_loss(out / LOSS_PLOT, train, held, margin)
+    caption = (f"Train loss (the mean over each --logging-steps window) and held-out loss at each evaluation, from "
+               f"{training.metrics_log.name}." + (" The train loss includes the margin term; the held-out points "
+                                                  "do not." if margin and held else ""))
+    parts.append(f"<figure><img src=\"{LOSS_PLOT}\" alt=\"Loss over training\" width=\"704\" height=\"484\">"
+                 f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def short_source(source: str) -> str:
+    """``pairs.jsonl:17`` for ``/long/path/to/pairs.jsonl:17`` (also ``file:row N``): the file name and
+    where in it, short enough to leave a narrow column's room to the texts."""
+    path, sep, where = source.rpartition(":")
+    if not sep:
+        return Path(source).name or source
+    return f"{Path(path).name or path}:{where}"
 
 
 def _snippet(t: Text, tail: bool = False) -> str:
@@ -177,7 +287,11 @@ td.note { color: #666; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.88rem; max-width: 704px; }
-.text { white-space: pre-wrap; font-size: 0.85rem; max-width: 330px; }
+.text { white-space: pre-wrap; font-size: 0.85rem; overflow-wrap: anywhere; }
+table.mistakes { table-layout: fixed; width: 100%; }
+col.margin { width: 6rem; } col.source { width: 9rem; }
+td.source { font-size: 0.85rem; color: #555; overflow-wrap: anywhere; }
+.margin-note { border-left: 3px solid #ff7f0e; padding-left: 0.6rem; }
 """
 
 
@@ -198,16 +312,42 @@ def _cell(key: str, v: Any) -> str:
     return html.escape(format_metric(key, v))
 
 
+def mistakes_html(mistakes: list[tuple[float, Comparison, int, int]]) -> list[str]:
+    """The most confident mistakes: a fixed layout (margin and source narrow, the three texts sharing
+    the rest), the source as ``file:line`` with the full path in its tooltip."""
+    esc = html.escape
+    parts = [f"<h2>Most confident mistakes</h2>\n<p class=\"meta\">The {len(mistakes)} wrongly ranked "
+             "pairs with the most negative margin r(better) - r(worse).</p>"]
+    if not mistakes:
+        return parts
+    parts.append("<table class=\"mistakes\"><colgroup><col class=\"margin\"><col><col><col>"
+                 "<col class=\"source\"></colgroup>\n<tr><th>margin</th><th>prompt (end)</th>"
+                 "<th>better response</th><th>worse response</th><th>source</th></tr>")
+    for margin, c, i, j in mistakes:
+        parts.append(f"<tr><td class=\"num\">{margin:.3g}</td><td class=\"text\">{_snippet(c.prompt, tail=True)}"
+                     f"</td><td class=\"text\">{_snippet(c.responses[i])}</td>"
+                     f"<td class=\"text\">{_snippet(c.responses[j])}</td>"
+                     f"<td class=\"source\" title=\"{esc(c.source)}\">{esc(short_source(c.source))}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
 def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison, int, int]], title: str,
-                details: dict[str, str]) -> str:
-    """The page itself: headline metrics, subsets and sections, the three plots, confident mistakes."""
+                details: dict[str, str], training: str = "", margin: bool = False) -> str:
+    """The page itself: headline metrics, the Training section (``training``, written at the end of a
+    run), subsets and sections, the three plots, confident mistakes. ``margin``: the training loss had
+    a margin term, which the loss row's note then says."""
     esc = html.escape
     parts = ["<h2>Metrics</h2>\n<table>"]
     for key, label, note in METRIC_ROWS:
+        if key == "loss" and margin:
+            note += "; no margin term, unlike the train loss (see Training)"
         if key in metrics:
             parts.append(f"<tr><th>{esc(label)}</th><td class=\"num\">{_cell(key, metrics[key])}</td>"
                          f"<td class=\"note\">{esc(note)}</td></tr>")
     parts.append("</table>")
+    if training:
+        parts.append(training)
     if metrics.get("subsets"):
         parts.append("<h2>Subsets</h2>\n<table><tr><th>subset</th><th>accuracy</th><th>pairs</th></tr>")
         for name, s in metrics["subsets"].items():
@@ -233,28 +373,19 @@ def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison,
         parts.append(f"<figure><img src=\"{name}\" alt=\"{esc(alt)}\" width=\"704\" height=\"484\">"
                      f"<figcaption>{esc(captions[name])}</figcaption></figure>")
     parts.append("</div>")
-
-    parts.append(f"<h2>Most confident mistakes</h2>\n<p class=\"meta\">The {len(mistakes)} wrongly ranked "
-                 "pairs with the most negative margin r(better) - r(worse).</p>")
-    if mistakes:
-        parts.append("<table><tr><th>margin</th><th>prompt (end)</th><th>better response</th>"
-                     "<th>worse response</th><th>source</th></tr>")
-        for margin, c, i, j in mistakes:
-            parts.append(f"<tr><td class=\"num\">{margin:.3g}</td><td class=\"text\">{_snippet(c.prompt, tail=True)}"
-                         f"</td><td class=\"text\">{_snippet(c.responses[i])}</td>"
-                         f"<td class=\"text\">{_snippet(c.responses[j])}</td><td>{esc(c.source)}</td></tr>")
-        parts.append("</table>")
+    parts.extend(mistakes_html(mistakes))
     return html_page(title, details, parts)
 
 
 def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequence[Sequence[float]],
                  metrics: dict[str, Any] | None = None, title: str = "Reward model evaluation",
-                 details: dict[str, str] | None = None) -> Path:
+                 details: dict[str, str] | None = None, training: TrainingRun | None = None) -> Path:
     """Write report.html, the three PNGs and metrics.json into ``out_dir``; return report.html's path.
 
     ``rewards[i]`` holds one reward per response of ``comps[i]``, best first (as scoring returns
     them). ``metrics`` defaults to `pair_metrics` of the same rewards; pass the ones already
-    computed (with section scores) to keep page and JSON identical.
+    computed (with section scores) to keep page and JSON identical. ``training``: the run that
+    trained the model, for the Training section and loss.png (`training_html`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,8 +399,10 @@ def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequ
     plot_length_bias(out / "length_bias.png", [r["chosen_len"] - r["rejected_len"] for r in rows], margins,
                      metrics.get("prefers_longer_rate"))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    part = training_html(out, training, metrics.get("loss")) if training else ""
+    margin = training is not None and training.mean_margin is not None
     page = out / "report.html"
-    page.write_text(render_html(metrics, confident_mistakes(comps, rewards), title, details or {}),
+    page.write_text(render_html(metrics, confident_mistakes(comps, rewards), title, details or {}, part, margin),
                     encoding="utf-8")
     return page
 

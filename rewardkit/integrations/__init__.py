@@ -4,7 +4,7 @@ Each adapter scores through one `RewardSource`: either in-process, with a `Rewar
 model directory, or remote, with a `RewardClient` talking to ``rewardkit serve``. Both encode
 (prompt, response) exactly as training did (the server uses the same `Encoder`), which is the
 point of these adapters: the frameworks' built-in reward-model paths tokenize differently (see
-the README's RL section for the measured gap).
+docs/rl.md for the measured gap).
 """
 
 from __future__ import annotations

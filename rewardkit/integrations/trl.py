@@ -4,7 +4,7 @@ Why not pass the model directory to TRL directly: TRL then tokenizes ``prompt + 
 the reward tokenizer's chat template) with ``add_special_tokens=False``, so a BERT-type reward
 model sees no [CLS]/[SEP] and a decoder trained to read its final EOS sees none; and nothing is
 truncated the way training truncated. The rewards come out shifted and partly re-ordered
-(measured in the README's RL section). This callable hands TRL's (prompt, completion) pairs to
+(measured in docs/rl.md). This callable hands TRL's (prompt, completion) pairs to
 rewardkit's own encoder instead, in-process or through ``rewardkit serve``.
 
 TRL calls a reward function as ``f(prompts=..., completions=..., completion_ids=..., **columns)``

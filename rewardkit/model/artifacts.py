@@ -30,6 +30,7 @@ from rewardkit.version import __version__
 from rewardkit.model.attribute_head import fold_output_layer, head_config
 from rewardkit.model.backbone import unwrap
 from rewardkit.model.gguf import loadable
+from rewardkit.model.hf_logging import quiet_loading
 
 ADAPTER_CONFIG = "adapter_config.json"
 CAUSAL_LM_OBJECTIVES = ("sft", "generative")
@@ -117,20 +118,22 @@ def load_adapter(path: str | Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     head = head_config(meta["attributes"]) if meta.get("attributes") else {"num_labels": 1}
     base = loadable(base, f"{p / ADAPTER_CONFIG}: base_model_name_or_path")
     try:
-        if is_causal_lm_meta(meta):
-            model = AutoModelForCausalLM.from_pretrained(base)
-        else:
-            base_config = AutoConfig.from_pretrained(base, **head)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
+        with quiet_loading():  # the base lacks the head the adapter holds: no "MISSING ..." report
+            if is_causal_lm_meta(meta):
+                model = AutoModelForCausalLM.from_pretrained(base)
+            else:
+                base_config = AutoConfig.from_pretrained(base, **head)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    base, config=base_config, **({"ignore_mismatched_sizes": True} if meta.get("attributes") else {}))
     except (OSError, ValueError) as e:
         raise UsageError(f"{p}: cannot load the adapter's base model {base!r}: {str(e).splitlines()[0]}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(p))
-    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))  # the saved embeddings fill the new rows
-    model.config.pad_token_id = tokenizer.pad_token_id
-    tokenizer.padding_side = "right"
-    return PeftModel.from_pretrained(model, str(p)), tokenizer, meta
+    with quiet_loading():
+        if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))  # the saved embeddings fill the new rows
+        model.config.pad_token_id = tokenizer.pad_token_id
+        tokenizer.padding_side = "right"
+        return PeftModel.from_pretrained(model, str(p)), tokenizer, meta
 
 
 
@@ -155,7 +158,8 @@ def load_model_dir(path: str | Path, dtype: torch.dtype | None = None) -> tuple[
     if not (p / "config.json").is_file():
         raise UsageError(f"{p}: not a model directory (no config.json)")
     auto = AutoModelForCausalLM if is_causal_lm_meta(read_meta(p)) else AutoModelForSequenceClassification
-    model = auto.from_pretrained(str(p), **({"dtype": dtype} if dtype else {}))
+    with quiet_loading():
+        model = auto.from_pretrained(str(p), **({"dtype": dtype} if dtype else {}))
     tokenizer = AutoTokenizer.from_pretrained(str(p))
     return model, tokenizer, dict(getattr(model.config, "rewardkit", None) or {})
 

@@ -22,6 +22,7 @@ from torch import nn
 from rewardkit.encoding.encoder import Encoder
 from rewardkit.errors import UsageError
 from rewardkit.model.gguf import gguf_directory, is_gguf, source_of
+from rewardkit.model.hf_logging import quiet_loading
 
 PAD_TOKEN = "<|pad|>"
 
@@ -123,8 +124,9 @@ def load_backbone(name: str | None, dropout: bool = False,
     path = resolve_model_path(name)
     config, tokenizer = _config_and_tokenizer(path, dropout, **(head or {"num_labels": 1}))
     # a K-output head replaces a checkpoint's head of another size (ignore_mismatched_sizes): fresh too
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, output_loading_info=True, **({"ignore_mismatched_sizes": True} if head else {}))
+    with quiet_loading():  # the score head is fresh by design: no "MISSING ... Consider training" report
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, output_loading_info=True, **({"ignore_mismatched_sizes": True} if head else {}))
     # Freshly initialised modules (the new head, sometimes a pooler) must train in full under LoRA.
     fresh = list(info.get("missing_keys", ())) + [k[0] if isinstance(k, tuple) else k
                                                   for k in info.get("mismatched_keys", ())]
@@ -160,7 +162,8 @@ def load_causal_lm(name: str | None, dropout: bool = False, what: str = "--objec
 
     path = check_decoder_only(name, what)
     config, tokenizer = _config_and_tokenizer(path, dropout)
-    model, info = AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True)
+    with quiet_loading():
+        model, info = AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True)
     # a checkpoint without an LM head (a sequence classifier) gets a fresh one: under LoRA it trains in full
     model.rewardkit_fresh_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     _finish(model, tokenizer, dropout, decoder=True)
@@ -199,7 +202,8 @@ def setup_pad_token(model: nn.Module, tokenizer: Any, decoder: bool | None = Non
     # embedding table would crash the first padded batch
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer))
+        with quiet_loading():
+            model.resize_token_embeddings(len(tokenizer))
         if is_causal_lm(model):
             # the LM head's new rows take part in every softmax: zeros, not transformers' random ones, so a
             # run, its checkpoints' exports and a LoRA adapter's reload (head frozen) share them exactly

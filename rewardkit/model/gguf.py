@@ -40,25 +40,23 @@ def _key(path: Path) -> str:
 
 def _convert(path: Path, out: Path, flag: str) -> None:
     """Dequantize ``path`` into a plain directory ``out`` (config, fp32 safetensors, tokenizer)."""
-    import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from rewardkit.model.hf_logging import quiet_loading
 
     try:
         import gguf  # noqa: F401 - transformers needs it to read the file
     except ImportError:
         raise UsageError(f"{flag}: reading a GGUF file needs the gguf package (pip install gguf)") from None
     folder, name = str(path.parent), path.name
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # no per-tensor conversion chatter
     try:
-        config = AutoConfig.from_pretrained(folder, gguf_file=name)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config)
+        with quiet_loading():  # no per-tensor conversion bars
+            config = AutoConfig.from_pretrained(folder, gguf_file=name)
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config)
     except Exception as e:  # noqa: BLE001 - transformers raises many types for unreadable or unsupported files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"{flag}: cannot read GGUF file {path}: {reason}") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     # a GGUF-loaded model refuses save_pretrained: copy its weights into a plain one of the same config
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(loaded.state_dict())

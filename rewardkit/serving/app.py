@@ -1,6 +1,6 @@
 """`rewardkit serve`: the reward model as an HTTP server for RL loops (FastAPI + uvicorn).
 
-Routes (the protocol in full, with examples: the README's serving section):
+Routes (the protocol in full, with examples: docs/serving.md):
 
 * ``POST /score``       rewardkit's own: {prompt, response} or {prompt, chosen, rejected} items
 * ``POST /get_reward``  OpenRLHF's remote reward model: {"query": [...], "prompts": [...]}

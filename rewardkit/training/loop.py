@@ -214,5 +214,6 @@ def checkpoint(run: Run, job: TrainingJob, state: TrainState) -> Path:
     check_weights(run, job.net.parameters(), f"step {state.step}", "no checkpoint written")
     saved = state.to_json(run.reduce_sum(state.running), total_steps=job.plan.total_steps,
                           num_processes=run.world, config=to_dict(run.cfg), fingerprint=job.fingerprint,
-                          extra=job.objective.checkpoint_meta())
-    return save_checkpoint(run.accelerator, run.out, state.step, saved, run.cfg.save_total_limit)
+                          extra={**job.objective.checkpoint_meta(), "precision": run.precision.name})
+    limit = run.cfg.save_total_limit
+    return save_checkpoint(run.accelerator, run.out, state.step, saved, 2 if limit is None else limit)

@@ -28,7 +28,7 @@ def check_output_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     finished = (out / "eval.json").is_file() or (out / "config.json").is_file() or is_adapter_dir(out)
     has_run = finished or bool(checkpoints) or (out / "metrics.jsonl").is_file()
     resume_from: Path | None = None
-    if cfg.resume and cfg.resume != "latest":
+    if cfg.resume and cfg.resume not in ("latest", "auto"):
         resume_from = Path(cfg.resume)
         if not (resume_from / STATE_FILE).is_file():
             raise UsageError(f"--resume: {resume_from} is not a complete rewardkit checkpoint (no {STATE_FILE})")
@@ -40,7 +40,10 @@ def check_output_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
             raise UsageError(f"--resume: {out} holds a finished run; nothing to resume "
                              "(pass --overwrite instead of --resume to train again)")
         resume_from = latest_checkpoint(out)
-    elif not cfg.overwrite and has_run:
+        if resume_from is None and cfg.resume == "latest":
+            raise UsageError(f"--resume: no checkpoint in {out} to resume from; run without --resume to start, "
+                             "or pass --resume auto to resume when there is a checkpoint and start when there is none")
+    if resume_from is None and not cfg.overwrite and has_run:
         if checkpoints and not (out / "eval.json").is_file():
             what = f"an unfinished run (newest checkpoint {checkpoints[-1][1].name}); pass --resume to continue it,"
         elif finished:

@@ -22,6 +22,7 @@ from rewardkit.config import to_dict
 from rewardkit.errors import TrainingDiverged, UsageError, describe_os_error
 from rewardkit.evaluation.held_out import score_sharded
 from rewardkit.model.artifacts import merge_adapter, model_meta, publish_model, save_trained
+from rewardkit.training.checkpoints import list_checkpoints
 from rewardkit.training.divergence import all_finite
 from rewardkit.training.loop import TrainingJob, evaluate_now
 from rewardkit.training.objectives import Evaluation
@@ -86,6 +87,19 @@ def publish(run: Run, job: TrainingJob, tokenizer: Any, state: TrainState, final
         raise UsageError(describe_os_error(e, "the final model", out) + f"; {run.last_good()}") from None
 
 
+def report_details(run: Run, job: TrainingJob) -> dict[str, str]:
+    """The report header's facts about the run: a report read alone must say what was trained on what."""
+    cfg = run.cfg
+    loss = job.objective.loss_name
+    return {"model": cfg.model or "bundled MiniLM-L6",
+            "training data": cfg.train_data or "bundled quickstart sample (hh-rlhf harmless)",
+            "held-out data": cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts",
+            "objective": cfg.objective if loss == cfg.objective else f"{cfg.objective}, loss {loss}",
+            "max length": str(cfg.max_length),
+            "batch size": str(cfg.batch_size) + (f" x {cfg.grad_accum} accumulated" if cfg.grad_accum > 1 else ""),
+            "learning rate": f"{cfg.lr:g}", "epochs": f"{cfg.epochs:g}", "precision": run.precision.name}
+
+
 def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evaluation | None,
                     timing: dict[str, float]) -> None:
     """train_config.yaml, the held-out report, the model card(s) and eval.json (last)."""
@@ -94,10 +108,8 @@ def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evalua
     (out / "train_config.yaml").write_text(
         f"# precision: {cfg.precision} resolved to {run.precision.name} ({run.precision.reason})\n"
         + yaml.safe_dump(settings, sort_keys=False))
-    held_out = cfg.eval_data or f"{cfg.held_out_fraction():.0%} of the prompts"
     # the same report as `rewardkit eval --report`, for the held-out data (objectives that draw one)
-    page = final and objective.write_report(out / "report", final,
-                                            {"model": cfg.model or "bundled MiniLM-L6", "held-out data": held_out})
+    page = final and objective.write_report(out / "report", final, report_details(run, job))
     if page:
         run.say(f"evaluation report: {page}")
     counts, facts = objective.summary()
@@ -111,3 +123,6 @@ def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evalua
     for card_dir in [out] + ([out / "merged"] if cfg.merge else []):  # README.md: how to score
         write_card(card_dir, settings, summary)
     (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if cfg.save_total_limit is None:  # the model is written: its checkpoints are no longer needed
+        for _, checkpoint in list_checkpoints(out):
+            shutil.rmtree(checkpoint, ignore_errors=True)

@@ -39,9 +39,14 @@ def check_compatible(saved: dict[str, Any], cfg: Any, where: Path) -> None:
                          f"resume with the same ones or start over with --overwrite:\n  " + "\n  ".join(diffs))
 
 
-def check_resume(saved: dict[str, Any], cfg: Any, world: int, where: Path) -> None:
-    """The resume contract before any data is read: same settings, same number of processes."""
+def check_resume(saved: dict[str, Any], cfg: Any, world: int, where: Path, precision: str) -> None:
+    """The resume contract before any data is read: same settings, same number of processes, and the
+    precision the run resolved to (``--precision auto`` may resolve differently on other hardware)."""
     check_compatible(saved.get("config", {}), cfg, where)
+    if saved.get("precision") not in (None, precision):
+        raise UsageError(f"--precision: {where} was trained in {saved['precision']}, and --precision "
+                         f"{cfg.precision} resolves to {precision} here; resume with --precision {saved['precision']} "
+                         "(on hardware that runs it) or start over with --overwrite")
     if saved.get("num_processes", 1) != world:
         raise UsageError(f"--resume: {where} was written by {saved.get('num_processes')} "
                          f"process(es), this run has {world}; resume with the same number")

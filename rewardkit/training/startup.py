@@ -135,9 +135,9 @@ def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]
                          "use --grad-accum 1 and raise --batch-size or the number of processes")
     if resume_from is not None:
         run.saved = read_state(resume_from)
-        check_resume(run.saved, cfg, run.world, resume_from)
-    elif cfg.resume:
-        run.say(f"--resume: no checkpoint in {out} yet; starting from step 0")
+        check_resume(run.saved, cfg, run.world, resume_from, precision.name)
+    elif cfg.resume:  # --resume auto with nothing to resume
+        run.say(f"--resume auto: no checkpoint in {out} yet; starting from step 0")
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)

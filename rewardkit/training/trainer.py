@@ -53,6 +53,7 @@ class TrainResult:
     seconds: float
     resumed_from_step: int = 0
     train_seconds: float = 0.0  # the optimizer loop alone (no loading, tokenizing, evaluation, saving)
+    eval_table: str = ""  # the held-out metrics as the objective prints them ("" without held-out data)
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
@@ -73,6 +74,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             objective = objective_for(cfg)
             objective.load(run)  # bad data fails before the model is loaded
             model, tokenizer = objective.load_model()
+            fresh = getattr(model, "rewardkit_fresh_modules", [])
+            run.say(f"model: {type(model).__name__} from {cfg.model or 'the bundled MiniLM-L6'}"
+                    + (f"; freshly initialised: {', '.join(fresh)}" if fresh else ""))
             objective.encode(run, objective.encoder(model, tokenizer))
             fingerprint = objective.fingerprint()
             if run.saved is not None:
@@ -94,7 +98,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                        skipped=objective.skipped, eval_metrics=final.metrics if final else None,
                        seconds=time.time() - started,
                        resumed_from_step=int(run.saved["step"]) if run.saved else 0,
-                       train_seconds=timing["train_seconds"])
+                       train_seconds=timing["train_seconds"],
+                       eval_table=objective.results_table(final.metrics) if final else "")
 
 
 def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
@@ -109,8 +114,10 @@ def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
         log(f"SFT stage: {cfg.sft_epochs:g} epoch(s) of --objective sft in {sft_dir}, then the reward model from it")
         train(dataclasses.replace(cfg, objective="sft", epochs=cfg.sft_epochs, sft_epochs=0.0, output_dir=str(sft_dir),
                                   merge=bool(cfg.lora_r), loss="bt", balance_per_prompt=False, center_coef=0.0,
-                                  resume="latest" if cfg.resume else None), log)
-    return dataclasses.replace(cfg, model=str(sft_dir / "merged" if cfg.lora_r else sft_dir))
+                                  resume="auto" if cfg.resume else None), log)
+    # the reward model resumes from its own checkpoint when it has one (else it starts after the SFT stage)
+    return dataclasses.replace(cfg, model=str(sft_dir / "merged" if cfg.lora_r else sft_dir),
+                               resume="auto" if cfg.resume else None)
 
 
 def decide_prefix_sharing(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.Module,

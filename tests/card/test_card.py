@@ -137,7 +137,7 @@ def test_lora_adapter_and_merged_cards(llama_dir: Path, data: Path, tmp_path: Pa
 def test_export_writes_a_card(bert_dir: Path, data: Path, tmp_path: Path) -> None:
     from rewardkit.training.export import export
 
-    run = _train(bert_dir, data, tmp_path / "run", save_steps=2)
+    run = _train(bert_dir, data, tmp_path / "run", save_steps=2, save_total_limit=0)
     exported = export(next(run.glob("checkpoint-*")), tmp_path / "exported")
     _, body = card_parts(exported)
     assert "| exported from checkpoint at step | 2 |" in body

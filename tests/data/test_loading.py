@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,36 @@ def test_bundled_sample_ships_with_its_licence() -> None:
     assert path.is_file() and (path.parent / "LICENSE.hh-rlhf").is_file()
     loaded = load_comparisons(str(path))
     assert len(loaded.comparisons) == 600 and not loaded.problems
+
+
+@pytest.mark.parametrize("source", ["data/prefs.jsonl", "prefs.csv", "./prefs", "runs/a/b", "~/x.parquet.gz",
+                                    "data/prefs.jsonl:train"])
+def test_a_path_looking_source_is_never_sent_to_the_hub(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped local path says "no such file" at once (it once waited 35 s on Hub retries)."""
+    import huggingface_hub
+
+    def no_hub(*_a, **_k):
+        raise AssertionError("a local path was sent to the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "dataset_info", no_hub)
+    with pytest.raises(DataError, match=f"^{re.escape(source)}: no such file$"):
+        load_comparisons(source)
+
+
+def test_an_unreachable_hub_fails_fast_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    import huggingface_hub
+
+    def unreachable(*_a, **_k):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def no_load(*_a, **_k):
+        raise AssertionError("datasets must not start (and retry) when the hub is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "dataset_info", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", no_load)
+    with pytest.raises(DataError) as e:
+        load_comparisons("Anthropic/hh-rlhf:test")
+    message = str(e.value)
+    assert "\n" not in message and "Hugging Face Hub is unreachable" in message and "HF_HUB_OFFLINE=1" in message

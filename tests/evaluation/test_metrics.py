@@ -7,7 +7,9 @@ import math
 import pytest
 
 from rewardkit.data.records import Comparison
-from rewardkit.evaluation.metrics import brier_score, bt_loss, calibration_data, check_sections, expected_calibration_error, pair_metrics, pairs_of, reliability, section_scores
+from rewardkit.evaluation.metrics import (brier_score, bt_loss, calibration_data, check_sections,
+                                        expected_calibration_error, format_metric, kendall_tau_b, pair_metrics,
+                                        pairs_of, ranking_metrics, reliability, section_scores)
 from rewardkit.model.reward_model import sigmoid
 
 
@@ -135,3 +137,64 @@ def test_message_lengths_count_content_characters() -> None:
     comp = Comparison(prompt=[{"role": "user", "content": "q"}],
                       responses=[[{"role": "assistant", "content": "four"}], [{"role": "assistant", "content": "xy"}]])
     assert pairs_of([comp], [[0.0, 1.0]])[0]["chosen_len"] == 4
+
+
+# Rankings, best first; tau-b worked by hand against the true order (3, 2, 1 / 4, 3, 2, 1):
+#   rewards        pairs C/D/tied-in-rewards   tau-b                        top-1
+#   [3, 2, 1]      3 / 0 / 0                   3 / sqrt(3 * 3) = 1          1
+#   [1, 2, 3]      0 / 3 / 0                   -1                           0
+#   [2, 3, 1]      2 / 1 / 0                   1 / 3                        0   (3 beats the best)
+#   [2, 2, 1]      2 / 0 / 1                   2 / sqrt(3 * 2)              1/2 (tie at the top)
+#   [5, 1, 5, 0]   4 / 1 / 1                   3 / sqrt(6 * 5)              1/2
+#   [1, 1, 1]      0 / 0 / 3                   undefined: counts 0          1/3
+HAND = [([3, 2, 1], 1.0, 1.0), ([1, 2, 3], -1.0, 0.0), ([2, 3, 1], 1 / 3, 0.0),
+        ([2, 2, 1], 2 / math.sqrt(6), 0.5), ([5, 1, 5, 0], 3 / math.sqrt(30), 0.5), ([1, 1, 1], None, 1 / 3)]
+
+
+@pytest.mark.parametrize("rewards, tau, top1", HAND)
+def test_kendall_tau_b_and_top1_by_hand(rewards: list[float], tau: float | None, top1: float) -> None:
+    truth = [-i for i in range(len(rewards))]
+    assert kendall_tau_b(truth, rewards) == (None if tau is None else pytest.approx(tau))
+    m = ranking_metrics([rewards])
+    assert m["rankings"] == 1
+    assert m["top1_accuracy"] == pytest.approx(top1)
+    assert m["kendall_tau"] == pytest.approx(0.0 if tau is None else tau)
+
+
+def test_kendall_tau_b_with_ties_on_both_sides() -> None:
+    # x = 1 1 2 3, y = 1 2 2 3: pairs (0,1) tie x, (0,2) C, (0,3) C, (1,2) tie y, (1,3) C, (2,3) C
+    # -> (4 - 0) / sqrt((6 - 1) * (6 - 1)) = 4/5; symmetric in its arguments
+    assert kendall_tau_b([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 2, 2, 3], [1, 1, 2, 3]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 2], [5, 5]) is None
+
+
+def test_ranking_metrics_average_rankings_and_skip_pairs() -> None:
+    m = ranking_metrics([r for r, _, _ in HAND] + [[0.0, 1.0]])  # the pair is not a ranking
+    assert m["rankings"] == 6
+    assert m["top1_accuracy"] == pytest.approx((1 + 0 + 0 + 0.5 + 0.5 + 1 / 3) / 6)
+    assert m["kendall_tau"] == pytest.approx((1 - 1 + 1 / 3 + 2 / math.sqrt(6) + 3 / math.sqrt(30) + 0) / 6)
+    assert ranking_metrics([[0.0, 1.0], [2.0, 1.0]]) == {}
+
+
+def test_pair_metrics_put_rankings_back_together() -> None:
+    comps = [Comparison(prompt="p", responses=["a", "b"]), Comparison(prompt="q", responses=["a", "b", "c"]),
+             Comparison(prompt="r", responses=["a", "b", "c", "d"])]
+    m = pair_metrics(pairs_of(comps, [[0.0, 1.0], [2.0, 3.0, 1.0], [5.0, 1.0, 5.0, 0.0]]))
+    assert m["pairs"] == 1 + 3 + 6 and m["rankings"] == 2
+    assert m["top1_accuracy"] == pytest.approx((0 + 0.5) / 2)
+    assert m["kendall_tau"] == pytest.approx((1 / 3 + 3 / math.sqrt(30)) / 2)
+    assert m["accuracy"] == pytest.approx((0 + 2 + 4) / 10)  # pairwise numbers stay as they are
+
+
+def test_pair_only_data_has_no_ranking_metrics() -> None:
+    comps = [Comparison(prompt="p", responses=["a", "b"])] * 3
+    m = pair_metrics(pairs_of(comps, [[1.0, 0.0]] * 3))
+    assert not {"top1_accuracy", "kendall_tau", "rankings"} & set(m)
+    assert "rankings" not in pair_metrics(ROWS)  # rows built by hand name no comparison
+
+
+def test_format_metric_shows_top1_as_a_percentage() -> None:
+    assert format_metric("top1_accuracy", 0.25) == "25.00%"
+    assert format_metric("kendall_tau", 0.25) == "0.25"
+    assert format_metric("accuracy_chosen_longer", 0.5) == "50.00%"

@@ -70,3 +70,25 @@ def test_file_names_are_safe_and_unique() -> None:
     assert plot_file_name("../../etc", 3) == "scatter-03-etc.png"
     assert plot_file_name("???", 0) == "scatter-00-attribute.png"
     assert plot_file_name("x", 1) != plot_file_name("x", 2)
+
+
+def test_attribute_report_of_a_training_run_has_the_loss_curve(tmp_path: Path) -> None:
+    import json
+
+    from rewardkit.evaluation.rating_report import write_attribute_report
+    from rewardkit.evaluation.report import LOSS_PLOT, TrainingRun
+
+    pred, true = sample(40)
+    names = ["helpfulness", "verbosity", "never rated"]
+    metrics = regression_metrics(pred, true, names)
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"split": "train", "step": s, "loss": 2.0 / s}) + "\n" for s in range(1, 9)))
+    page = write_attribute_report(tmp_path / "rep", metrics, pred, true, names, details={"training data": "t.csv"},
+                                  training=TrainingRun(log))
+    text = page.read_text()
+    assert (tmp_path / "rep" / LOSS_PLOT).is_file() and png_size(tmp_path / "rep" / LOSS_PLOT) == (704, 484)
+    assert "<h2>Training</h2>" in text and f'src="{LOSS_PLOT}"' in text and "training data: t.csv" in text
+    assert "Last logged train loss <b>0.25</b> (step 8)" in text and "Training used margins" not in text
+
+    plain = write_attribute_report(tmp_path / "eval", metrics, pred, true, names)  # `rewardkit eval --report`
+    assert "<h2>Training</h2>" not in plain.read_text() and not (tmp_path / "eval" / LOSS_PLOT).exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Any, Iterator
 from pathlib import Path
 
 import pytest
@@ -127,6 +129,26 @@ def _cfg(model: Path, data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@contextmanager
+def capture_transformers_log() -> Iterator[list[Any]]:
+    """Every record transformers' loggers emit inside the block."""
+    import logging
+
+    records: list[Any] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger("transformers")
+    handler = Keep()
+    root.addHandler(handler)
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+
+
 def test_train_lora_end_to_end_with_merge_and_resume(tmp_path: Path, llama_dir: Path) -> None:
     from safetensors import safe_open
     from transformers import AutoModelForSequenceClassification
@@ -163,12 +185,37 @@ def test_train_lora_end_to_end_with_merge_and_resume(tmp_path: Path, llama_dir: 
     assert resumed.score_batch(prompts, responses) == pytest.approx(adapter.score_batch(prompts, responses), abs=1e-5)
 
 
+def test_an_adapter_on_a_headless_base_loads_quietly_with_its_head(tmp_path: Path) -> None:
+    """The base (a causal LM) has no score head; the adapter holds it. Loading must not print
+    transformers' "MISSING ... newly initialized ... Consider training" report (it reads as if the model
+    were untrained), and the head must really come from the adapter."""
+    import logging
+
+    from serve_util import spread_causal_llama
+    from transformers.utils import logging as hf_logging
+
+    base = spread_causal_llama(tmp_path / "base")
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
+    out = tmp_path / "lora"
+    train(_cfg(base, data, out, lr=1e-2), log=lambda _m: None)
+    hf_logging.set_verbosity_warning()  # as a notebook has it: the loader itself must keep quiet
+    try:
+        with capture_transformers_log() as said:
+            first = RewardModel.from_pretrained(out, device="cpu")
+    finally:
+        hf_logging.set_verbosity_error()
+    assert not [r.getMessage()[:200] for r in said if r.levelno >= logging.WARNING]
+    second = RewardModel.from_pretrained(out, device="cpu")  # a fresh head would be drawn anew each load
+    prompts, responses = [p for p, _, _ in PAIRS], [c for _, c, _ in PAIRS]
+    assert first.score_batch(prompts, responses) == second.score_batch(prompts, responses)
+
+
 def test_export_lora_checkpoint(tmp_path: Path, llama_dir: Path) -> None:
     from rewardkit.cli import main
 
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
     out = tmp_path / "run"
-    train(_cfg(llama_dir, data, out, save_steps=1, epochs=0.5), log=lambda _m: None)
+    train(_cfg(llama_dir, data, out, save_steps=1, save_total_limit=0, epochs=0.5), log=lambda _m: None)
     ckpt = out / "checkpoint-2"
     assert main(["export", str(ckpt), "-o", str(tmp_path / "ad")]) == 0
     assert (tmp_path / "ad" / "adapter_config.json").is_file()

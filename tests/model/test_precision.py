@@ -17,14 +17,13 @@ from rewardkit.errors import UsageError
 
 @pytest.fixture
 def cpu_flags(monkeypatch: pytest.MonkeyPatch):
-    """Set the CPU's capability flags and the matmul probe's answer; no forcing variable."""
+    """Set the CPU's capability flags; no forcing variable."""
     monkeypatch.delenv(P.FORCE_ENV, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
-    def set_flags(avx512_bf16: bool, amx: bool = False, ratio: float = 4.0) -> None:
+    def set_flags(avx512_bf16: bool, amx: bool = False) -> None:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-        monkeypatch.setattr(P, "cpu_bf16_probe", lambda: ratio)
     return set_flags
 
 
@@ -44,10 +43,19 @@ def test_auto_is_bf16_with_native_units(cpu_flags) -> None:
     assert "AMX" in p.reason
 
 
-def test_probe_overrules_flags_that_promise_too_much(cpu_flags) -> None:
-    cpu_flags(avx512_bf16=True, ratio=0.25)  # flags say yes, bf16 matmuls run at a quarter of fp32
-    p = P.resolve_precision("auto")
-    assert p.name == "fp32" and "0.25x" in p.reason
+def test_auto_reads_the_flags_and_never_times_anything(cpu_flags, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same machine resolves the same precision every time: no matmul is timed (a timing on a shared
+    machine once flipped the same command between bf16 and fp32)."""
+    cpu_flags(avx512_bf16=True)
+
+    def no_matmul(*_a, **_k):  # a probe would multiply matrices
+        raise AssertionError("auto precision must not run a timing probe")
+
+    monkeypatch.setattr(torch, "matmul", no_matmul)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", no_matmul)
+    answers = {P.resolve_precision("auto").reason for _ in range(5)}
+    assert answers == {"this CPU has AVX512_BF16"}
+    assert not hasattr(P, "cpu_bf16_probe")
 
 
 def test_bf16_asked_for_without_native_support_runs_emulated_with_a_warning(cpu_flags) -> None:
@@ -75,10 +83,6 @@ def test_the_forcing_variable_wins(monkeypatch: pytest.MonkeyPatch, cpu_flags) -
     assert P.resolve_precision("auto").name == "bf16" and P.resolve_dtype("auto") == torch.bfloat16
     monkeypatch.setenv(P.FORCE_ENV, "0")
     assert P.resolve_precision("auto").name == "fp32" and P.resolve_dtype("auto") == torch.float32
-
-
-def test_the_probe_measures_this_cpu() -> None:
-    assert P.cpu_bf16_probe() > 0 and P.cpu_bf16_probe() is P.cpu_bf16_probe()  # cached
 
 
 def test_inference_dtype_auto_follows_the_same_rule(cpu_flags) -> None:
@@ -143,3 +147,17 @@ def test_scoring_bf16_without_native_support_warns(bert_dir: Path, monkeypatch: 
     assert isinstance(rm.score("a question", "an answer"), float)
     monkeypatch.setenv(P.FORCE_ENV, "1")
     assert RewardModel.from_pretrained(bert_dir, device="cpu", dtype="auto").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_the_same_command_twice_writes_identical_metrics(native: str, bert_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` on bf16 hardware and on fp32 hardware alike: two runs of one command resolve the same precision
+    and write bit-identical metrics.jsonl."""
+    monkeypatch.setenv(P.FORCE_ENV, native)
+    data = write_jsonl(tmp_path / "d.jsonl", pairs_records(16))
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        train(_cfg(bert_dir, data, out, "auto"), log=lambda _m: None)
+    assert (runs[0] / "metrics.jsonl").read_bytes() == (runs[1] / "metrics.jsonl").read_bytes()
+    assert {json.loads((r / "eval.json").read_text())["precision"] for r in runs} == {"bf16" if native == "1" else "fp32"}

@@ -191,7 +191,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tmp_path: Path, l
 
 def test_resume_refuses_changed_settings(tmp_path: Path, llama_dir: Path, data64: Path) -> None:
     out = tmp_path / "run"
-    train(_cfg(llama_dir, data64, out, save_steps=4, epochs=0.3), log=lambda _m: None)
+    train(_cfg(llama_dir, data64, out, save_steps=4, save_total_limit=2, epochs=0.3), log=lambda _m: None)
     (out / "eval.json").unlink()  # pretend the run was killed before it finished
     with pytest.raises(UsageError, match=r"(?s)different settings.*--batch-size 2 -> 4"):
         train(_cfg(llama_dir, data64, out, save_steps=4, epochs=0.3, batch_size=4, resume="latest"),
@@ -235,7 +235,10 @@ def test_train_raises_diverged_in_python_api(tmp_path: Path, llama_dir: Path, da
 def test_output_dir_rules(tmp_path: Path, llama_dir: Path, data64: Path) -> None:
     out = tmp_path / "done"
     train(_cfg(llama_dir, data64, out, save_steps=3, epochs=0.3), log=lambda _m: None)
-    assert list_checkpoints(out)
+    assert list_checkpoints(out) == []  # by default a finished run keeps no checkpoint: the model is written
+    train(_cfg(llama_dir, data64, out, save_steps=3, epochs=0.3, save_total_limit=1, overwrite=True),
+          log=lambda _m: None)
+    assert [step for step, _ in list_checkpoints(out)] == [6]  # --save-total-limit N keeps the newest N
     with pytest.raises(UsageError, match="already holds a trained model.*--overwrite"):
         train(_cfg(llama_dir, data64, out), log=lambda _m: None)
     with pytest.raises(UsageError, match="--resume cannot be combined with --overwrite"):
@@ -254,13 +257,39 @@ def test_output_dir_rules(tmp_path: Path, llama_dir: Path, data64: Path) -> None
         train(_cfg(llama_dir, data64, tmp_path / "r", resume=str(tmp_path / "nothing-here")), log=lambda _m: None)
 
 
-def test_resume_without_checkpoint_starts_fresh(tmp_path: Path, llama_dir: Path, data64: Path) -> None:
-    result = train(_cfg(llama_dir, data64, tmp_path / "fresh", resume="latest", epochs=0.3), log=lambda _m: None)
+def test_resume_without_checkpoint_is_refused_unless_auto(tmp_path: Path, llama_dir: Path, data64: Path) -> None:
+    """--resume with nothing to resume is a mistake (exit 2), not a silent fresh start; --resume auto starts."""
+    with pytest.raises(UsageError, match="--resume: no checkpoint in .*--resume auto"):
+        train(_cfg(llama_dir, data64, tmp_path / "fresh", resume="latest", epochs=0.3), log=lambda _m: None)
+    assert not (tmp_path / "fresh").exists()
+    said: list[str] = []
+    result = train(_cfg(llama_dir, data64, tmp_path / "fresh", resume="auto", epochs=0.3), log=said.append)
     assert result.resumed_from_step == 0 and (tmp_path / "fresh" / "eval.json").is_file()
+    assert any("--resume auto: no checkpoint" in m for m in said)
+
+
+def test_resume_refuses_a_change_of_resolved_precision(tmp_path: Path, llama_dir: Path, data64: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint records the precision the run resolved to; `auto` resolving differently is exit 2."""
+    from rewardkit.model import precision as P
+
+    monkeypatch.setenv(P.FORCE_ENV, "0")  # this "hardware" has no native bf16: auto is fp32
+    out = tmp_path / "run"
+    kw = dict(save_steps=4, save_total_limit=2, epochs=0.3, precision="auto")
+    train(_cfg(llama_dir, data64, out, **kw), log=lambda _m: None)
+    (out / "eval.json").unlink()  # pretend the run was killed before it finished
+    newest, where = list_checkpoints(out)[-1]
+    assert json.loads((where / "trainer_state.json").read_text())["precision"] == "fp32"
+    monkeypatch.setenv(P.FORCE_ENV, "1")  # "other hardware": auto now means bf16
+    with pytest.raises(UsageError, match=r"--precision: .* trained in fp32, and --precision auto resolves to bf16"):
+        train(_cfg(llama_dir, data64, out, resume="latest", **kw), log=lambda _m: None)
+    monkeypatch.setenv(P.FORCE_ENV, "0")
+    assert train(_cfg(llama_dir, data64, out, resume="latest", **kw), log=lambda _m: None).resumed_from_step == newest
 
 
 def test_resume_flag_parses_bare_and_with_path() -> None:
-    from rewardkit.cli import _config, build_parser
+    from rewardkit.cli import build_parser
+    from rewardkit.flags import config_of as _config
 
     parser = build_parser()
     bare = parser.parse_args(["train", "--resume"])

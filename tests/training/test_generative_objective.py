@@ -191,7 +191,8 @@ def test_checkpoint_export_scores_like_the_final_model(spread_base: Path, tmp_pa
 
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(12))
     out = tmp_path / "out"
-    result = train(gen_cfg(spread_base, data, out, epochs=1, eval_split=0.0, save_steps=1, lora_r=4 if lora else 0),
+    result = train(gen_cfg(spread_base, data, out, epochs=1, eval_split=0.0, save_steps=1, save_total_limit=0,
+                           lora_r=4 if lora else 0),
                    log=lambda m: None)
     want = [RewardModel.from_pretrained(out, device="cpu", dtype="fp32").score(p, r) for p, r in PROBES]
     for merge in ([False, True] if lora else [False]):

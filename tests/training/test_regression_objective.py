@@ -297,7 +297,8 @@ def test_lora_regression_checkpoint_exports_adapter_and_merged(bert_dir: Path, t
 
     data = write_csv(tmp_path / "rated.csv", rated_rows(6, 2))
     out = tmp_path / "out"
-    result = train(regression_cfg(bert_dir, data, out, epochs=1, eval_split=0.0, lora_r=4, save_steps=1),
+    result = train(regression_cfg(bert_dir, data, out, epochs=1, eval_split=0.0, lora_r=4, save_steps=1,
+                                                   save_total_limit=0),
                    log=lambda m: None)
     last = out / f"checkpoint-{result.steps}"
     want_rewards, want_attrs = _scores(out, *PROBE)

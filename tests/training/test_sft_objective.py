@@ -103,7 +103,7 @@ def test_sft_epochs_runs_both_stages_and_resume_skips_a_finished_stage(llama_dir
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(24))
     out = tmp_path / "out"
     cfg = dict(model=str(llama_dir), train_data=str(data), output_dir=str(out), eval_split=0.25, max_length=64,
-               batch_size=4, lr=1e-3, precision="fp32", sft_epochs=1, save_steps=2)
+               batch_size=4, lr=1e-3, precision="fp32", sft_epochs=1, save_steps=2, save_total_limit=2)
     logs: list[str] = []
     result = train(TrainConfig(**cfg), log=logs.append)
     assert json.loads((out / "sft" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
@@ -142,7 +142,8 @@ def test_sft_with_lora_exports_adapter_and_merged(llama_dir: Path, tmp_path: Pat
 
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
     out = tmp_path / "out"
-    result = train(sft_cfg(llama_dir, data, out, epochs=1, lora_r=4, merge=True, save_steps=1), log=lambda m: None)
+    result = train(sft_cfg(llama_dir, data, out, epochs=1, lora_r=4, merge=True, save_steps=1,
+                             save_total_limit=0), log=lambda m: None)
     assert (out / "adapter_config.json").is_file() and (out / "merged" / "config.json").is_file()
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     exported = export(out / f"checkpoint-{result.steps}", tmp_path / "exported", merge=True)

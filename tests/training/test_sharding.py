@@ -93,7 +93,7 @@ def test_export_reads_an_fsdp_sharded_checkpoint(tmp_path: Path, llama_dir: Path
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(16))
     out = tmp_path / "run"
     train(TrainConfig(model=str(llama_dir), train_data=str(data), output_dir=str(out), batch_size=4, lr=1e-3,
-                      max_length=64, precision="fp32", save_steps=2, eval_split=0.0), log=lambda _m: None)
+                      max_length=64, precision="fp32", save_steps=2, save_total_limit=0, eval_split=0.0), log=lambda _m: None)
     plain = out / "checkpoint-2"
     sharded = tmp_path / "checkpoint-2"
     _as_fsdp_checkpoint(plain, sharded)
@@ -113,7 +113,7 @@ def test_export_names_what_a_checkpoint_without_weights_lacks(tmp_path: Path, ll
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs_records(8))
     out = tmp_path / "run"
     train(TrainConfig(model=str(llama_dir), train_data=str(data), output_dir=str(out), batch_size=4, lr=1e-3,
-                      max_length=64, precision="fp32", save_steps=1, eval_split=0.0), log=lambda _m: None)
+                      max_length=64, precision="fp32", save_steps=1, save_total_limit=0, eval_split=0.0), log=lambda _m: None)
     (out / "checkpoint-1" / "model.safetensors").unlink()
     with pytest.raises(UsageError, match="no model weights found .*pytorch_model_fsdp_0.*'latest'"):
         export(out / "checkpoint-1", tmp_path / "x")

@@ -113,13 +113,14 @@ def test_tensorboard_after_resume_and_overwrite_matches_metrics_jsonl(bert_dir: 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "out"
-    cfg = _cfg(bert_dir, pairs_file, out, report_to="tensorboard", logging_steps=1, eval_steps=0, save_steps=3)
+    cfg = _cfg(bert_dir, pairs_file, out, report_to="tensorboard", logging_steps=1, eval_steps=0, save_steps=3,
+               save_total_limit=0)
     train(cfg, log=lambda _m: None)
     # as if killed after logging step 10 with checkpoint-6 its last checkpoint: steps 7-10 run again
     (out / "eval.json").unlink()
     shutil.rmtree(out / "checkpoint-9")
     for extra in ({"resume": "latest"}, {"overwrite": True, "logging_steps": 2}):
-        train(_cfg(bert_dir, pairs_file, out, report_to="tensorboard", eval_steps=0, save_steps=3,
+        train(_cfg(bert_dir, pairs_file, out, report_to="tensorboard", eval_steps=0, save_steps=3, save_total_limit=0,
                    **{"logging_steps": 1, **extra}), log=lambda _m: None)
         acc = EventAccumulator(str(out / "rewardkit"))
         acc.Reload()

@@ -136,6 +136,14 @@ class Objective:
         """One line on held-out metrics during training."""
         raise NotImplementedError
 
+    def results_table(self, metrics: dict[str, Any]) -> str:
+        """The held-out metrics as `rewardkit train` prints them at the end (default: one per line)."""
+        lines = ["held-out evaluation:"]
+        for key, value in metrics.items():
+            if not isinstance(value, dict):
+                lines.append(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
+        return "\n".join(lines)
+
     def reward_items(self) -> Sequence[Encoded]:
         """Training items whose rewards may stand in for held-out ones in the normalisation statistics."""
         return self.items

@@ -39,7 +39,7 @@ from rewardkit.model.backbone import load_causal_lm, make_encoder
 from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.model.net import VerdictNet
 from rewardkit.model.verdict import Verdict, resolve_verdict
-from rewardkit.training.objectives.base import Evaluation
+from rewardkit.training.objectives.base import Evaluation, Objective
 from rewardkit.training.objectives.pairwise import PairwiseObjective
 from rewardkit.training.resume import data_fingerprint
 
@@ -161,6 +161,8 @@ class GenerativeRatingsObjective(GenerativeObjective):
                    "loss": sum(bce) / len(bce), "answers": len(labels), "yes_rate": sum(labels) / len(labels),
                    "predicted_yes_rate": sum(r > 0 for r in rewards) / len(rewards)}
         return Evaluation(metrics, rewards)
+
+    results_table = Objective.results_table  # verdict accuracy on answers, not the pairwise table
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"eval verdict accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"

@@ -9,6 +9,8 @@ the pairs' weight (Plackett-Luce: over rankings), and the loop logs it with the 
 
 from __future__ import annotations
 
+import statistics
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +119,34 @@ class PairwiseObjective(Objective):
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"eval accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
 
-    def write_report(self, path: Path, evaluation: Evaluation, details: dict[str, str]) -> Path:
-        from rewardkit.evaluation.report import write_report
+    def results_table(self, metrics: dict[str, Any]) -> str:
+        from rewardkit.evaluation.evaluate import metrics_table
 
+        return metrics_table(metrics, f"held-out evaluation ({metrics['pairs']} pairs):")
+
+    def mean_margin(self) -> float | None:
+        """The mean margin m of the training pairs when the loss was -logsigmoid(r_c - r_r - m), by the
+        rule of `rewardkit.model.batching.collate_for` (a ranking's score gaps, else a pair's margin);
+        None when no pair had one (--no-use-margin, --loss pl, or data without margins)."""
+        if not self.cfg.use_margin or self.cfg.loss == "pl":
+            return None
+        margins = []
+        for c in self.train:
+            k = len(c.responses)
+            for i, j in combinations(range(k), 2):
+                if c.scores is not None:
+                    margins.append(c.scores[i] - c.scores[j])
+                else:
+                    margins.append(c.margin if c.margin is not None and k == 2 else 0.0)
+        return statistics.fmean(margins) if any(margins) else None
+
+    def write_report(self, path: Path, evaluation: Evaluation, details: dict[str, str]) -> Path:
+        """The held-out report, with the run's loss curve (its metrics.jsonl) and margin note."""
+        from rewardkit.evaluation.report import TrainingRun, write_report
+
+        training = TrainingRun(Path(self.cfg.output_dir) / "metrics.jsonl", self.mean_margin())
         return write_report(path, self.held_out, evaluation.details, evaluation.metrics,
-                            title="Held-out evaluation", details=details)
+                            title="Held-out evaluation", details=details, training=training)
 
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
         counts = {"train_comparisons": len(self.items), "truncated": self.truncated,

@@ -207,6 +207,11 @@ class RegressionObjective(Objective):
     def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
         return flat_metrics(metrics)
 
+    def results_table(self, metrics: dict[str, Any]) -> str:
+        from rewardkit.evaluation.rated import attribute_metrics_table
+
+        return attribute_metrics_table(metrics, f"held-out evaluation ({metrics['responses']} rated responses):")
+
     def describe(self, metrics: dict[str, Any]) -> str:
         return (f"eval mean spearman {metrics['mean_spearman']:.4f}"
                 + (f", combined accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""))
@@ -238,10 +243,13 @@ class RegressionObjective(Objective):
         return self.meta(folded)
 
     def write_report(self, path: Path, evaluation: Evaluation, details: dict[str, str]) -> Path:
+        """The attribute report, with the run's loss curve (its metrics.jsonl)."""
         from rewardkit.evaluation.rating_report import write_attribute_report
+        from rewardkit.evaluation.report import TrainingRun
 
         return write_attribute_report(path, evaluation.metrics, evaluation.details, [r.values for r in self.held],
-                                      self.attributes, title="Held-out evaluation", details=details)
+                                      self.attributes, title="Held-out evaluation", details=details,
+                                      training=TrainingRun(Path(self.cfg.output_dir) / "metrics.jsonl"))
 
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
         counts = {"train_rows": len(self.train), "train_pairs": len(self.train_pairs), "eval_rows": len(self.held)}

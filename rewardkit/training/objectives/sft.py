@@ -27,7 +27,7 @@ from rewardkit.evaluation.held_out import shard
 from rewardkit.model.backbone import load_causal_lm
 from rewardkit.model.batching import Batch, BatchLayout, collate_lm, sorted_batches
 from rewardkit.model.net import TokenLogProbNet
-from rewardkit.training.objectives.base import Evaluation
+from rewardkit.training.objectives.base import Evaluation, Objective
 from rewardkit.training.objectives.pairwise import PairwiseObjective
 
 
@@ -87,6 +87,8 @@ class SFTObjective(PairwiseObjective):
         mean = nll / tokens
         return Evaluation({"perplexity": math.exp(mean), "nll": mean, "tokens": int(tokens),
                            "chosen_responses": int(responses)}, [])
+
+    results_table = Objective.results_table  # perplexity, not the pairwise table
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"eval perplexity {metrics['perplexity']:.4f}"

@@ -1,0 +1,108 @@
+"""`rewardkit eval` as a library function: a trained model on a data file -> metrics, a report, a table.
+
+    from rewardkit import EvalConfig, evaluate
+    result = evaluate(EvalConfig(model_dir="rm-out", data="heldout.jsonl"))
+    result.metrics["accuracy"]; result.write_report("report/"); print(result.table())
+
+Preference data (pairs, rankings, any shape rewardkit reads) gets the pairwise metrics of
+`rewardkit.evaluation.metrics`; a regression model on a rating table with its attribute columns gets
+per-attribute metrics (`rewardkit.evaluation.rated`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from rewardkit.config import EvalConfig
+from rewardkit.errors import UsageError
+
+HEADLINE = ["accuracy", "pairs", "mean_margin", "median_margin", "loss", "ece", "brier", "chosen_reward_mean",
+            "rejected_reward_mean", "chosen_longer_rate", "prefers_longer_rate", "accuracy_chosen_longer",
+            "accuracy_chosen_not_longer", "top1_accuracy", "kendall_tau", "rankings"]
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` measured: ``metrics`` (what ``--json`` prints), a report writer and a text table."""
+
+    metrics: dict[str, Any]
+    report: Callable[..., Path]  # report(directory, title=..., details=...) -> the page
+    table: Callable[[], str]
+
+    def write_report(self, directory: str | Path, title: str = "Reward model evaluation",
+                     details: dict[str, str] | None = None) -> Path:
+        return self.report(directory, title=title, details=details or {})
+
+
+def metrics_table(m: dict[str, Any], title: str) -> str:
+    """The headline pairwise metrics, one per line, then subsets and sections."""
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = [title] + [f"  {k:<28} {fmt(m[k])}" for k in HEADLINE if k in m]
+    lines += [f"  subset {name:<21} {s['accuracy']:.4f} ({s['pairs']} pairs)" for name, s in (m.get("subsets") or {}).items()]
+    lines += [f"  section {name:<20} {v:.4f}" for name, v in (m.get("sections") or {}).items()]
+    return "\n".join(lines)
+
+
+def load_scorer(cfg: Any) -> Any:
+    """The `RewardModel` a scoring config (`rewardkit.config.ScorerOptions`) describes."""
+    from rewardkit.model.reward_model import RewardModel
+
+    return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
+                                       dtype=cfg.dtype, packing=cfg.packing)
+
+
+def _sections(path: str | None, present: set[str | None], data: str) -> Any:
+    """The --sections mapping, validated; a note for subsets the data does not have."""
+    from rewardkit.evaluation.metrics import check_sections
+
+    if not path:
+        return None
+    try:
+        sections = check_sections(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, ValueError) as e:
+        raise UsageError(f"--sections: cannot use {path}: {e}") from None
+    absent = sorted({s for m in sections.values() for s in m} - present)
+    if absent:
+        print(f"rewardkit: note: --sections subsets not in {data}: {', '.join(absent)}", file=sys.stderr)
+    return sections
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
+    """Score ``cfg.data`` with the model in ``cfg.model_dir`` and measure it (see the module doc)."""
+    from rewardkit.evaluation.rated import eval_rated
+
+    cfg.validate()
+    if not Path(cfg.model_dir).is_dir():
+        raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
+    rated = eval_rated(cfg, load_scorer)  # a regression model on a rating table
+    if rated is not None:
+        metrics, page, table = rated
+        return EvalResult(metrics, page, table)
+    return _eval_pairs(cfg, progress and not cfg.json)
+
+
+def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
+    from tqdm.auto import tqdm
+
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.data.records import describe_problems
+    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
+    from rewardkit.evaluation.report import write_report
+
+    loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
+    if loaded.problems:
+        print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
+    sections = _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
+    rm = load_scorer(cfg)
+    with tqdm(total=len(loaded.comparisons), desc="score", disable=not progress, unit="cmp") as bar:
+        rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
+    metrics = {**pair_metrics(pairs_of(loaded.comparisons, rewards), sections), "skipped": len(loaded.problems)}
+    page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
+    return EvalResult(metrics, page, lambda: metrics_table(metrics, f"{cfg.data} ({metrics['pairs']} pairs):"))
