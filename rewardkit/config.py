@@ -25,7 +25,16 @@ from rewardkit.errors import UsageError, flag
 from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE
 from rewardkit.options import option, same_option
 
-OBJECTIVES = ("bt", "regression", "bt+regression", "sft", "generative")
+# The registry of training methods: --objective -> "module:function", the function that builds the objective
+# from a TrainConfig, in a module of rewardkit.training.objectives (or any other importable module).
+# Named, not imported: configs sit below training.
+OBJECTIVES = {
+    "bt": "pairwise:PairwiseObjective",
+    "regression": "regression:RegressionObjective",
+    "bt+regression": "regression:RegressionObjective",
+    "sft": "sft:SFTObjective",
+    "generative": "generative:generative",
+}
 SCALAR_OBJECTIVES = ("bt", "generative")  # one reward per response, trained on comparisons
 
 
@@ -110,7 +119,7 @@ class TrainConfig:
         "the same ratings; sft: a decoder trained as a causal LM on prompt + chosen response (a warm "
         "start for a reward model); generative: the reward is the LM head's log P(yes) - log P(no) after "
         "--verdict-template (Bradley-Terry on pairs; on a rating table, binary cross-entropy on score >= --hi).",
-        "bt", group="training", must_match=True, choices=list(OBJECTIVES))
+        "bt", group="training", must_match=True, choices=OBJECTIVES)
     sft_epochs: float = option(
         "Run an SFT stage first (--objective sft for this many epochs, in OUTPUT_DIR/sft) and train the "
         "reward model from its weights; 0: none. The SFT stage shares every other setting.",

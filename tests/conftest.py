@@ -169,3 +169,45 @@ def _private_encode_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
     mp.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("encode-cache")))
     yield
     mp.undo()
+
+
+class OneProcessAccelerator:
+    """What `rewardkit.training.loop.train_step` asks of accelerate, for one CPU process: the device, a
+    no-op ``no_sync`` and ``backward`` (recorded in ``losses``)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, backward: bool = True):
+        self.losses: list[torch.Tensor] = []
+        self.do_backward = backward
+
+    def no_sync(self, net: Any) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.losses.append(loss)
+        if self.do_backward:
+            loss.backward()
+
+
+def one_step(objective: Any, net: Any, passes: list[list[int]], prompt_of: list[int] | None = None,
+             pad_id: int = 0, layout: Any = None, run: Any = None) -> list[dict[str, Any]]:
+    """`train_step` of one micro-batch cut into ``passes`` (lists of item indexes), outside a real run:
+    its logged values. ``run`` may bring its own fakes (``accelerator``, ``deepspeed``, divergence checks)."""
+    from types import SimpleNamespace
+
+    from rewardkit.model.batching import BatchLayout
+    from rewardkit.training.loop import train_step
+
+    members = [i for part in passes for i in part]
+    plan = SimpleNamespace(step_rounds=lambda step: [[members]], passes=lambda m: passes,
+                           prompt_of=prompt_of or list(range(max(members) + 1)))
+    run = run or SimpleNamespace()
+    for name, value in (("accelerator", OneProcessAccelerator()), ("rank", 0), ("deepspeed", False)):
+        if not hasattr(run, name):
+            setattr(run, name, value)
+    job = SimpleNamespace(plan=plan, objective=objective, net=net, pad_id=pad_id, layout=layout or BatchLayout())
+    values, _ = train_step(run, job, 1)
+    return values

@@ -10,8 +10,8 @@ vocabulary fits ``uint16``. Token type ids are not stored: they follow from the 
 It behaves like the list it replaces (``len``, ``enc[i] -> Encoded`` built on demand, iteration,
 slices give lists), so training code that collates a batch of ``enc[j]`` is unchanged, and it has
 vectorised accessors for what planning needs (`longest`, `packed`, `seq_lengths`,
-`truncated_count`, `shape_json`). The module-level helpers (`widths_of`, `rows_of`,
-`truncated_count`, `shape_json`) accept either a list of `Encoded` or an `EncodedSet`.
+`truncated_count`). The module-level helpers (`widths_of`, `rows_of`,
+`truncated_count`) accept either a list of `Encoded` or an `EncodedSet`.
 
 `encode_set` produces one: texts go to the fast tokenizer in batches (two calls per chunk of
 comparisons) and, for large inputs, chunks are spread over one worker process per core
@@ -124,14 +124,6 @@ class EncodedSet(Sequence[Encoded]):
     def truncated_count(self) -> int:
         return int(self.truncated.sum())
 
-    def shape_json(self) -> str:
-        """``json.dumps([[len(s) for s in e.input_ids] + [e.prompt_len] for e in self])``, fast."""
-        lens = self.seq_lengths().tolist()
-        ends = self.resp_off.tolist()
-        prompt = self.prompt_lens().tolist()
-        return "[" + ", ".join("[" + ", ".join(map(str, lens[ends[i]:ends[i + 1]] + [prompt[i]])) + "]"
-                               for i in range(len(prompt))) + "]"
-
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in ARRAYS)
 
@@ -189,17 +181,6 @@ def shape_arrays(enc: Sequence[Encoded]) -> tuple[np.ndarray, np.ndarray, np.nda
     return tuple(np.asarray(a, dtype=np.int64) for a in (seq, k, prompt))  # type: ignore[return-value]
 
 
-def shape_json(enc: Sequence[Encoded]) -> str:
-    """Sequence lengths and prompt_len per comparison as JSON: what `checkpoint.data_fingerprint`
-    hashed before it hashed `shape_arrays` (still accepted when resuming an older checkpoint)."""
-    if isinstance(enc, EncodedSet):
-        return enc.shape_json()
-    import json
-
-    return json.dumps([[len(s) for s in e.input_ids] + [e.prompt_len] for e in enc])
-
-
-# ---------------------------------------------------------------------- encoding
 def layout_of(encoder: Encoder) -> dict[str, Any]:
     """What `EncodedSet` needs from the encoder to rebuild token types."""
     return {"uses_token_types": bool(encoder.uses_token_types), "head_types": list(encoder.head_types),

@@ -38,7 +38,7 @@ def shard(items: Sequence[Any], accelerator: Any) -> list[tuple[Any, float]]:
 
 
 def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
-                  share_prefix: bool = False, pack: int = 0) -> list[list[Any]]:
+                  share_prefix: bool = False, pack: bool = False) -> list[list[Any]]:
     """The head's outputs for every response of every item, in input order, on every process.
 
     Each process scores every ``world``-th item; the results are gathered. One output is a float
@@ -61,7 +61,7 @@ def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
 
 
 def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Sequence[Encoded], pad_id: int,
-                 batch_size: int, accelerator: Any, share_prefix: bool = False, pack: int = 0
+                 batch_size: int, accelerator: Any, share_prefix: bool = False, pack: bool = False
                  ) -> tuple[dict[str, Any], list[list[float]]]:
     """Pairwise metrics of the held-out comparisons (`score_sharded`), and their rewards."""
     rewards = score_sharded(net, encoded, pad_id, batch_size, accelerator, share_prefix, pack)

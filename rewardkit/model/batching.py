@@ -374,18 +374,21 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 @dataclass(frozen=True)
 class BatchLayout:
     """How a run lays comparisons out in rows: ``share_prefix`` (a comparison's prompt once, decoders),
-    ``pack`` (0: a row per sequence or packed comparison; n > 0: several per row, `collate_rows`,
-    rows rounded up to a multiple of n tokens so a compiled step sees few shapes)."""
+    ``pack`` (several comparisons per row, `collate_rows`, rows rounded up to a multiple of
+    `PACK_MULTIPLE` tokens so a compiled step sees few shapes)."""
 
     share_prefix: bool = False
-    pack: int = 0
+    pack: bool = False
 
 
-def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, pack: int = 0, **kwargs: Any) -> Batch:
+PACK_MULTIPLE = 64  # packed rows are rounded up to a multiple of this many tokens: few shapes to compile
+
+
+def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, pack: bool = False, **kwargs: Any) -> Batch:
     """Several comparisons per row with ``pack``; packed comparisons when sharing pays (some comparison
     has 2+ responses); plain rows otherwise."""
     if pack:
-        return collate_rows(items, pad_id, share_prefix, pack, **kwargs)
+        return collate_rows(items, pad_id, share_prefix, PACK_MULTIPLE, **kwargs)
     if share_prefix and any(len(e.input_ids) > 1 for e in items):
         return collate_packed(items, pad_id, **kwargs)
     return collate(items, pad_id, **kwargs)

@@ -176,7 +176,7 @@ def compute_rewards(net: nn.Module, batch: Batch) -> torch.Tensor:
 @torch.inference_mode()
 def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch_size: int,
                   device: torch.device, progress: Any = None, share_prefix: bool = False,
-                  pack: int = 0) -> list[list[float]]:
+                  pack: bool = False) -> list[list[float]]:
     """Rewards of every response of every encoded comparison, in input order.
 
     Batches are sorted by length so each pads only to its own longest member; no autograd state.

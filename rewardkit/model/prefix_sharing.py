@@ -20,7 +20,7 @@ from torch import nn
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.backbone import accepts, is_decoder, no_autocast, param_dtype, unwrap
-from rewardkit.model.batching import collate, collate_packed, collate_rows
+from rewardkit.model.batching import PACK_MULTIPLE, collate, collate_packed, collate_rows
 from rewardkit.model.fast_paths import enable_flex_attention
 from rewardkit.model.net import RewardNet, compute_rewards
 
@@ -87,28 +87,23 @@ def verify_prefix_sharing(model: nn.Module, pad_id: int) -> float:
         inner.train(was_training)
 
 
-PACK_MULTIPLE = 64  # packed rows are rounded up to a multiple of this many tokens: few shapes to compile
-
-
-def resolve_packing(setting: str, model: nn.Module, device_type: str, max_length: int) -> int:
-    """--packing: the multiple packed rows are rounded up to, or 0 for one row per sequence.
+def resolve_packing(setting: str, model: nn.Module, device_type: str, max_length: int) -> bool:
+    """--packing: whether several comparisons share a row (`rewardkit.model.batching.collate_rows`).
 
     ``auto`` packs decoders on a GPU (on a CPU, row chunks already skip padding); ``on`` raises
     UsageError with the reason when the model cannot (an encoder, attention without custom masks).
     """
     if setting == "off":
-        return 0
+        return False
     if setting not in ("auto", "on"):
         raise UsageError(f"--packing must be auto, on or off (got {setting!r})")
     reason = prefix_sharing_blocker(model, max_length)
     if reason is not None and setting == "on":
         raise UsageError(f"--packing on: {reason}")
-    if reason is not None or (setting == "auto" and device_type != "cuda"):
-        return 0
-    return PACK_MULTIPLE
+    return reason is None and (setting == "on" or device_type == "cuda")
 
 
-def resolve_flex_attention(net: RewardNet, pad_id: int, pack: int, share_prefix: bool) -> str | None:
+def resolve_flex_attention(net: RewardNet, pad_id: int, pack: bool, share_prefix: bool) -> str | None:
     """With packed rows on a GPU, run attention through flex_attention block masks when a probe batch
     reproduces the dense mask's rewards (`rewardkit.model.fast_paths.enable_flex_attention`); returns why
     not, or None. Without packed rows, or on a CPU, nothing changes."""
@@ -117,7 +112,7 @@ def resolve_flex_attention(net: RewardNet, pad_id: int, pack: int, share_prefix:
     if not pack or device.type != "cuda":
         return "no packed rows on a GPU"
     items = _probe_items(inner.get_input_embeddings().weight.shape[0], pad_id)
-    probe = collate_rows(items, pad_id, share_prefix, pack).to(device)
+    probe = collate_rows(items, pad_id, share_prefix, PACK_MULTIPLE).to(device)
     tol = 1e-4 if param_dtype(inner) == torch.float32 else 3e-2
     return enable_flex_attention(net, probe, tol)
 

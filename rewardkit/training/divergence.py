@@ -12,12 +12,15 @@ where each process holds a slice of the weights, the verdict covers all of them.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 
 from rewardkit.errors import TrainingDiverged
 from rewardkit.training.resume import as_float64
+
+if TYPE_CHECKING:
+    from rewardkit.training.startup import Run
 
 
 def all_finite(params: Iterable[torch.Tensor]) -> bool:
@@ -25,7 +28,7 @@ def all_finite(params: Iterable[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
-def check_step(run: Any, step: int, losses: list[Any], grad_norm: Any, signalled: bool,
+def check_step(run: Run, step: int, losses: list[Any], grad_norm: Any, signalled: bool,
                before_update: bool = True) -> bool:
     """Raise TrainingDiverged, on every process, for a non-finite loss or gradient norm on any process;
     otherwise return whether any process was asked to stop (SIGINT/SIGTERM).
@@ -52,7 +55,7 @@ def check_step(run: Any, step: int, losses: list[Any], grad_norm: Any, signalled
     return bool(bad[2])
 
 
-def check_weights(run: Any, params: Iterable[torch.Tensor], what: str, consequence: str) -> None:
+def check_weights(run: Run, params: Iterable[torch.Tensor], what: str, consequence: str) -> None:
     """Raise TrainingDiverged on every process when any process's (slice of the) weights is non-finite."""
     if run.any(not all_finite(params)):
         raise TrainingDiverged(f"{what}: the weights hold NaN/inf; {consequence}; {run.last_good()}")

@@ -19,13 +19,13 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from rewardkit.config import to_dict
-from rewardkit.errors import TrainingInterrupted, UsageError
+from rewardkit.errors import TrainingInterrupted
 from rewardkit.model.batching import Batch, BatchLayout
 from rewardkit.training.batch_plan import TrainingPlan
 from rewardkit.training.checkpoints import load_checkpoint, save_checkpoint
@@ -33,6 +33,7 @@ from rewardkit.training.divergence import check_step, check_weights
 from rewardkit.training.objectives import Evaluation, Objective
 from rewardkit.training.resume import TrainState
 from rewardkit.training.signals import StopSignals
+from rewardkit.training.speed import SpeedPlan
 from rewardkit.training.startup import Run
 from rewardkit.training.tracking import MetricsLog
 
@@ -46,10 +47,14 @@ class TrainingJob:
     scheduler: Any
     objective: Objective
     plan: TrainingPlan
-    layout: BatchLayout  # prefix sharing and packed rows
+    speed: SpeedPlan  # precision, prefix sharing, packed rows, compile, flex attention, pass budget
     pad_id: int
     metrics: MetricsLog
     fingerprint: str  # of the training data: every checkpoint stores it, a resume checks it
+
+    @property
+    def layout(self) -> BatchLayout:
+        return self.speed.layout
 
 
 def restore(run: Run, job: TrainingJob) -> TrainState:
@@ -59,15 +64,12 @@ def restore(run: Run, job: TrainingJob) -> TrainState:
     if run.saved is None:
         if run.main:
             job.metrics.path.write_text("")
-        return TrainState(objective.logged, objective.unit)
-    if "micro_batches_done" in run.saved:
-        raise UsageError(f"--resume: {run.resume_from} was written by an earlier rewardkit whose regression runs "
-                         "ordered their batches differently; start over with --overwrite")
+        return TrainState(objective.traits.logged, objective.traits.unit)
     load_checkpoint(run.accelerator, run.resume_from)
-    state = TrainState.from_json(run.saved, objective.logged, objective.unit, with_running=run.main)
+    state = TrainState.from_json(run.saved, objective.traits.logged, objective.traits.unit, with_running=run.main)
     job.metrics.truncate_after(state.step)
     run.say(f"resumed from {run.resume_from} at step {state.step} of {job.plan.total_steps} "
-            f"({state.seen} {objective.unit} already seen are skipped)")
+            f"({state.seen} {objective.traits.unit} already seen are skipped)")
     return state
 
 
@@ -84,7 +86,7 @@ def fit(run: Run, job: TrainingJob, state: TrainState) -> dict[str, Any]:
     with StopSignals() as stop, tqdm(total=total, initial=state.step, desc="train", disable=not run.main,
                                      unit="step") as bar:
         while state.step < total:
-            values, seen = forward_backward(run, job, job.plan.step_rounds(state.step), state.step + 1)
+            values, seen = train_step(run, job, state.step + 1)
             grad_norm = clip_gradients(run, job)
             stopping = check_step(run, state.step + 1, [v["loss"] for v in values], grad_norm,
                                   stop.received is not None, before_update=not run.deepspeed)
@@ -120,63 +122,45 @@ def step_timing(started: float, warmed_up: float, ended: float, warm_steps: int,
             "steady_steps_per_second": round(steady_steps / steady, 3) if steady_steps and steady > 0 else None}
 
 
-def forward_backward(run: Run, job: TrainingJob, rounds: list[list[list[int]]], step: int
-                     ) -> tuple[list[dict[str, torch.Tensor]], int]:
-    """This process's micro-batch of every round of one step, pass by pass; gradients accumulate.
+def train_step(run: Run, job: TrainingJob, step: int) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """One optimizer step's forward and backward: this process's micro-batch of every round, pass by pass.
 
-    Returns each micro-batch's logged values and the items the step saw on all processes.
-    Gradients are all-reduced once, in the step's last pass (DDP's no_sync for all the others).
-    Under DeepSpeed, which steps inside backward, a pass's loss is checked before its backward.
+    Per pass: collate -> forward -> each loss term's mean -> backward. A term's mean over a pass is
+    weighted by the pass's share of what the term averages over in its micro-batch (`Objective.counts`,
+    read from the batch on the host, before it moves to a GPU), so the gradients summed over the passes
+    are those of the micro-batch's whole loss, whatever the passes hold; ``--grad-accum`` rounds each
+    weigh ``1 / rounds``. DDP all-reduces once, in the step's last pass (no_sync for all the others);
+    under DeepSpeed, which steps inside backward, a pass's loss is checked before its backward. Returns
+    each micro-batch's logged values (kept on the device, in the order a Python float sum takes; read
+    only when a line is logged) and the items the step saw on all processes.
     """
-    acc, plan = run.accelerator, job.plan
-    check = (lambda loss: check_step(run, step, [loss], 0.0, False)) if run.deepspeed else None
+    acc, plan, objective = run.accelerator, job.plan, job.objective
+    rounds = plan.step_rounds(step - 1)
     values, seen = [], 0
     for i, rnd in enumerate(rounds):
-        passes = [job.objective.collate(members, job.pad_id, job.layout, [plan.prompt_of[j] for j in members])
-                  for members in plan.passes(rnd[run.rank])]
-        counts = [job.objective.counts(batch) for batch in passes]  # on the host: no wait for the GPU
-        passes = [batch.to(acc.device) for batch in passes]
-        last = i == len(rounds) - 1
-        syncs = [nullcontext() if last and k == len(passes) - 1 else acc.no_sync(job.net) for k in range(len(passes))]
-        values.append(backward_passes(job.objective, job.net, passes, acc.backward, 1 / len(rounds), syncs, check,
-                                      counts))
+        batches = [objective.collate(members, job.pad_id, job.layout, [plan.prompt_of[j] for j in members])
+                   for members in plan.passes(rnd[run.rank])]
+        counts = [objective.counts(batch) for batch in batches]
+        totals = {name: sum(c[name] for c in counts) for name in counts[0]}
+        logged: dict[str, Any] = dict.fromkeys(totals, 0.0)  # a value with nothing to average here stays 0
+        for k, batch in enumerate(batches):
+            last = i == len(rounds) - 1 and k == len(batches) - 1
+            with nullcontext() if last else acc.no_sync(job.net):
+                batch = batch.to(acc.device)
+                outputs = job.net(**batch.inputs())
+                means = objective.loss(outputs, batch)
+                parts = [objective.term_weights[t] * means[t] * (1 / len(rounds) * counts[k][t] / totals[t])
+                         for t in objective.term_weights if totals[t]]
+                loss = sum(parts) if parts else outputs.sum() * 0.0
+                if run.deepspeed:
+                    check_step(run, step, [float(loss.detach())], 0.0, False)
+                acc.backward(loss)
+            for name, mean in means.items():
+                if totals[name]:
+                    logged[name] = logged[name] + mean.detach().double() * counts[k][name] / totals[name]
+        values.append({"loss": sum(objective.term_weights[t] * logged[t] for t in objective.term_weights), **logged})
         seen += sum(len(b) for b in rnd)
     return values, seen
-
-
-def backward_passes(objective: Objective, net: torch.nn.Module, passes: list[Batch],
-                    backward: Callable[[torch.Tensor], None], scale: float, syncs: list[Any] | None = None,
-                    check: Callable[[float], Any] | None = None,
-                    counts: list[dict[str, float]] | None = None) -> dict[str, torch.Tensor]:
-    """Forward and backward each pass of one micro-batch; returns the whole micro-batch's logged values.
-
-    Each loss term's mean over a pass is weighted by the pass's share of what that term averages
-    over in the whole micro-batch (`Objective.counts`), so the gradients summed over the passes are
-    those of the whole micro-batch's loss (times ``scale``), whatever the passes hold. ``syncs``
-    gives a context per pass (DDP's no_sync for all but the last of an optimizer step); ``check``
-    sees each pass's loss before its backward; ``counts`` are the passes' `Objective.counts` when the
-    caller took them before moving the batches to a GPU. The logged values stay on the device (float64, in the
-    order a Python float sum would take): reading them would wait for the GPU, so the loop reads
-    them only when it logs.
-    """
-    counts = counts or [objective.counts(batch) for batch in passes]
-    totals = {name: sum(c[name] for c in counts) for name in counts[0]}
-    values: dict[str, Any] = dict.fromkeys(totals, 0.0)  # a value with nothing to average here stays 0
-    for k, batch in enumerate(passes):
-        with syncs[k] if syncs else nullcontext():
-            outputs = net(**batch.inputs())
-            means = objective.loss(outputs, batch)
-            parts = [objective.term_weights[t] * means[t] * (scale * counts[k][t] / totals[t])
-                     for t in objective.term_weights if totals[t]]
-            loss = sum(parts) if parts else outputs.sum() * 0.0
-            if check is not None:
-                check(float(loss.detach()))
-            backward(loss)
-        for name, mean in means.items():
-            if totals[name]:
-                values[name] = values[name] + mean.detach().double() * counts[k][name] / totals[name]
-    loss_value = sum(objective.term_weights[t] * values[t] for t in objective.term_weights)
-    return {"loss": loss_value, **values}
 
 
 def clip_gradients(run: Run, job: TrainingJob) -> torch.Tensor | float:

@@ -39,7 +39,7 @@ def final_evaluation(run: Run, job: TrainingJob) -> tuple[Evaluation | None, dic
     data from a seeded sample of training items; none for an objective without rewards (SFT).
     """
     final = evaluate_now(run, job, job.plan.total_steps)
-    if not job.objective.reward_statistics:
+    if not job.objective.traits.reward_statistics:
         return final, {}
     if final is not None:
         rewards, source = final.rewards, "eval"
@@ -72,7 +72,7 @@ def publish(run: Run, job: TrainingJob, tokenizer: Any, state: TrainState, final
     cfg, out = run.cfg, run.out
     inner = run.accelerator.unwrap_model(job.net).model
     weights = {k.removeprefix("model."): v for k, v in full_state.items()} if full_state else None
-    meta = model_meta(cfg.max_length, job.objective.loss_name, inputs=job.objective.inputs(),
+    meta = model_meta(cfg.max_length, job.objective.loss_name, inputs=job.objective.data.inputs(),
                       **({"normalization": stats} if stats else {}), **job.objective.model_meta(inner, weights))
     tmp = out / ".tmp-model"
     try:
@@ -107,16 +107,14 @@ def write_run_files(run: Run, job: TrainingJob, state: TrainState, final: Evalua
     settings = {**to_dict(cfg), "precision": run.precision.name}
     (out / "train_config.yaml").write_text(
         f"# precision: {cfg.precision} resolved to {run.precision.name} ({run.precision.reason})\n"
-        + yaml.safe_dump(settings, sort_keys=False))
+        f"# {job.speed.describe()}\n" + yaml.safe_dump(settings, sort_keys=False))
     # the same report as `rewardkit eval --report`, for the held-out data (objectives that draw one)
     page = final and objective.write_report(out / "report", final, report_details(run, job))
     if page:
         run.say(f"evaluation report: {page}")
     counts, facts = objective.summary()
-    summary = {"steps": job.plan.total_steps, f"{objective.unit}_seen": state.seen, **counts,
-               "skipped": objective.skipped, **timing, "prefix_sharing": job.layout.share_prefix,
-               **({"packing": job.layout.pack} if job.layout.pack else {}),
-               "precision": run.precision.name, "precision_reason": run.precision.reason, **facts,
+    summary = {"steps": job.plan.total_steps, f"{objective.traits.unit}_seen": state.seen, **counts,
+               "skipped": objective.data.skipped, **timing, **job.speed.to_dict(), **facts,
                "eval": final.metrics if final else None}
     if run.saved is not None:
         summary["resumed_from_step"] = int(run.saved["step"])

@@ -13,11 +13,11 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from rewardkit.encoding.encoded_set import shape_arrays, shape_json
+from rewardkit.encoding.encoded_set import shape_arrays
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError, flag
 from rewardkit.options import must_match
@@ -52,15 +52,9 @@ def check_resume(saved: dict[str, Any], cfg: Any, world: int, where: Path, preci
                          f"process(es), this run has {world}; resume with the same number")
 
 
-def check_resume_data(saved: dict[str, Any], fingerprint: str, where: Path,
-                      legacy: Callable[[], str] | None = None) -> None:
-    """The resume contract once the data is encoded: the same comparisons, to skip exactly those seen.
-
-    ``legacy`` computes the fingerprint the way checkpoints written before `shape_arrays` did;
-    it is asked only when the current one differs.
-    """
-    stored = saved.get("fingerprint")
-    if stored != fingerprint and (legacy is None or stored != legacy()):
+def check_resume_data(saved: dict[str, Any], fingerprint: str, where: Path) -> None:
+    """The resume contract once the data is encoded: the same comparisons, to skip exactly those seen."""
+    if saved.get("fingerprint") != fingerprint:
         raise UsageError(f"--resume: the data differs from the data {where} was trained on "
                          "(same files and settings needed to skip exactly the pairs already seen)")
 
@@ -74,15 +68,6 @@ def data_fingerprint(train_enc: Sequence[Encoded], eval_enc: Sequence[Encoded]) 
             h.update(len(a).to_bytes(8, "little"))
             h.update(a.tobytes())
     return h.hexdigest()[:16]
-
-
-def legacy_data_fingerprint(train_enc: Sequence[Encoded], eval_enc: Sequence[Encoded]) -> str:
-    """`data_fingerprint` as checkpoints written before `shape_arrays` computed it (JSON of the shape)."""
-    h = hashlib.sha256()
-    for part in (train_enc, eval_enc):
-        h.update(shape_json(part).encode())
-    return h.hexdigest()[:16]
-
 
 
 def as_float64(values: list[Any]) -> torch.Tensor:

@@ -127,8 +127,7 @@ def start_run(cfg: TrainConfig, precision: Precision, log: Callable[[str], None]
     check_launch(accelerator)  # sharding asked for but dropped by accelerate (e.g. FSDP on CPU): refuse
     out, resume_from = check_output_dir(cfg)
     run = Run(cfg, accelerator, precision, out, resume_from, None, log)
-    run.say(precision.describe())
-    if precision.emulated:
+    if precision.emulated:  # the precision itself is said with the other speed settings (`SpeedPlan`)
         run.say(f"warning: {precision.reason}")
     if run.deepspeed and cfg.grad_accum > 1:
         raise UsageError("--grad-accum > 1 is not supported under DeepSpeed (it steps inside backward); "

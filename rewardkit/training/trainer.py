@@ -1,10 +1,11 @@
 """Train a reward model: `train` runs the phases of a run in order, for every objective.
 
-    [sft_stage] -> start_run -> objective.load -> objective.load_model -> objective.encode -> prepare_output
-                -> plan_run -> build_job -> restore -> fit -> final_evaluation -> publish
+    [sft_stage] -> start_run -> data.load -> readout.load_model -> data.encode -> prepare_output
+                -> resolve_speed -> plan_run -> build_job -> restore -> fit -> final_evaluation -> publish
 
-What is learned is the objective's (`rewardkit.training.objectives`: pairwise comparisons, rated
-attributes, SFT, generative verdicts); everything else is this one path: the accelerator and output directory
+What is learned is the objective's (`rewardkit.training.objectives`: its data, its readout, its loss
+and evaluation); how fast it computes is the `rewardkit.training.speed.SpeedPlan`, resolved once;
+everything else is this one path: the accelerator and output directory
 (`rewardkit.training.startup`), the plan of micro-batches (`rewardkit.training.batch_plan`), the
 network and optimizer built here, the loop (`rewardkit.training.loop`) and the output directory
 (`rewardkit.training.publish`). Never lose a run: checkpoints are atomic, SIGINT/SIGTERM checkpoint
@@ -25,18 +26,18 @@ from typing import Any, Callable
 import torch
 
 from rewardkit.config import TrainConfig, to_dict
+from rewardkit.model.backbone import compile_backbone
 from rewardkit.model.lora import apply_lora, save_trainable_only
 from rewardkit.model.precision import resolve_precision
-from rewardkit.model.backbone import compile_backbone, resolve_compile
-from rewardkit.model.batching import BatchLayout
-from rewardkit.model.prefix_sharing import resolve_flex_attention, resolve_packing, resolve_prefix_sharing
-from rewardkit.training.batch_plan import TrainingPlan, resolve_pass_tokens
+from rewardkit.model.prefix_sharing import resolve_flex_attention
+from rewardkit.training.batch_plan import TrainingPlan
 from rewardkit.training.loop import TrainingJob, fit, restore
 from rewardkit.training.objectives import Objective, objective_for
 from rewardkit.training.output_dir import check_output_dir
 from rewardkit.training.publish import final_evaluation, publish
 from rewardkit.training.resume import check_resume_data
-from rewardkit.training.sharding import configure_deepspeed, full_weights
+from rewardkit.training.sharding import configure_deepspeed
+from rewardkit.training.speed import SpeedPlan, resolve_speed, with_flex_attention
 from rewardkit.training.startup import Run, fresh_accelerate_state, prepare_output, run_device_type, start_run
 from rewardkit.training.tracking import MetricsLog, accelerator_kwargs, finishing, start_trackers
 
@@ -56,9 +57,11 @@ class TrainResult:
     eval_table: str = ""  # the held-out metrics as the objective prints them ("" without held-out data)
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, objective: Objective | None = None) -> TrainResult:
     """Train a reward model as ``cfg`` says and save it to ``cfg.output_dir``.
 
+    ``objective``: one built outside the registry (`rewardkit.training.objectives.OBJECTIVES`), e.g. a
+    method of one's own (ARCHITECTURE.md, "Adding an objective"); default: the one ``--objective`` names.
     Raises UsageError for bad settings or data, TrainingDiverged (a UsageError) on a non-finite loss
     or gradient, and TrainingInterrupted after checkpointing on SIGINT/SIGTERM.
     """
@@ -71,22 +74,22 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     with fresh_accelerate_state():  # a run never inherits another run's precision in this process
         run = start_run(cfg, precision, log, trackers)
         with finishing(run.accelerator):
-            objective = objective_for(cfg)
-            objective.load(run)  # bad data fails before the model is loaded
-            model, tokenizer = objective.load_model()
+            objective = objective or objective_for(cfg)
+            data, readout = objective.data, objective.readout
+            data.load(run)  # bad data fails before the model is loaded
+            model, tokenizer = readout.load_model()
             fresh = getattr(model, "rewardkit_fresh_modules", [])
             run.say(f"model: {type(model).__name__} from {cfg.model or 'the bundled MiniLM-L6'}"
                     + (f"; freshly initialised: {', '.join(fresh)}" if fresh else ""))
-            objective.encode(run, objective.encoder(model, tokenizer))
-            fingerprint = objective.fingerprint()
+            data.encode(run, readout.encoder(model, tokenizer))
+            fingerprint = data.fingerprint()
             if run.saved is not None:
-                check_resume_data(run.saved, fingerprint, run.resume_from, objective.legacy_fingerprint)
+                check_resume_data(run.saved, fingerprint, run.resume_from)
             prepare_output(run)  # only now: bad data, a wrong model or a bad setting changed nothing
-            layout = BatchLayout(decide_prefix_sharing(cfg, run, objective, model, tokenizer.pad_token_id),
-                                 resolve_packing(cfg.packing, model, run.accelerator.device.type, cfg.max_length)
-                                 if objective.packing else 0)
-            plan = plan_run(cfg, run, objective, layout)
-            job = build_job(cfg, run, objective, model, plan, layout, tokenizer.pad_token_id, fingerprint)
+            speed = resolve_speed(cfg, run, objective, model, tokenizer.pad_token_id)
+            plan = plan_run(cfg, run, objective, speed)
+            job = build_job(cfg, run, objective, model, plan, speed, tokenizer.pad_token_id, fingerprint)
+            run.say(job.speed.describe())
             state = restore(run, job)
             timing = fit(run, job, state)
             final, stats = final_evaluation(run, job)
@@ -94,8 +97,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                                                                "train_seconds": round(timing["train_seconds"], 1)})
             run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=str(run.out), steps=plan.total_steps, pairs_seen=state.seen,
-                       train_comparisons=len(objective.items), truncated=objective.truncated,
-                       skipped=objective.skipped, eval_metrics=final.metrics if final else None,
+                       train_comparisons=len(data.items), truncated=data.truncated,
+                       skipped=data.skipped, eval_metrics=final.metrics if final else None,
                        seconds=time.time() - started,
                        resumed_from_step=int(run.saved["step"]) if run.saved else 0,
                        train_seconds=timing["train_seconds"],
@@ -120,30 +123,20 @@ def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
                                resume="auto" if cfg.resume else None)
 
 
-def decide_prefix_sharing(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.Module,
-                          pad_id: int) -> bool:
-    """--prefix-sharing for objectives whose batches may share a prompt (decoders that pass the probe)."""
-    if not objective.prefix_sharing:
-        return False
-    with full_weights(model):  # ZeRO-3 partitions the backbone as it loads; the probe needs it whole
-        return resolve_prefix_sharing(cfg.prefix_sharing, objective.net(model), pad_id, cfg.max_length, run.say)
-
-
-def plan_run(cfg: TrainConfig, run: Run, objective: Objective, layout: BatchLayout) -> TrainingPlan:
+def plan_run(cfg: TrainConfig, run: Run, objective: Objective, speed: SpeedPlan) -> TrainingPlan:
     """Every micro-batch of the run (see `rewardkit.training.batch_plan`)."""
-    groups = objective.prompt_groups()
+    groups = objective.data.prompt_groups()
     if cfg.balance_per_prompt:
         run.say(f"balance per prompt: {len(groups)} prompts, {cfg.batch_size} whole prompts per batch, "
                 "each prompt's pairs weighted to sum to 1")
     return TrainingPlan.build(objective.items, groups, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed,
-                              world=run.world, grad_accum=cfg.grad_accum, share_prefix=layout.share_prefix,
-                              pass_tokens=resolve_pass_tokens(cfg.pass_tokens, run.accelerator.device, run.deepspeed,
-                                                              packed=bool(layout.pack)),
-                              length_grouped=objective.length_grouped, packed=bool(layout.pack))
+                              world=run.world, grad_accum=cfg.grad_accum, share_prefix=speed.prefix_sharing,
+                              pass_tokens=speed.pass_tokens, length_grouped=objective.traits.length_grouped,
+                              packed=speed.packing)
 
 
 def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.Module, plan: TrainingPlan,
-              layout: BatchLayout, pad_id: int, fingerprint: str) -> TrainingJob:
+              speed: SpeedPlan, pad_id: int, fingerprint: str) -> TrainingJob:
     """Gradient checkpointing, LoRA, the objective's network, AdamW and the schedule, prepared by accelerate."""
     from transformers import get_scheduler
 
@@ -156,11 +149,9 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
         total = sum(p.numel() for p in model.parameters())
         run.say(f"LoRA r={cfg.lora_r}: {trainable:,} of {total:,} parameters trainable "
                 f"({100 * trainable / total:.2f}%, score head included)")
-    if resolve_compile(cfg.compile, run.accelerator.device.type):
+    if speed.compile:
         compile_backbone(model)
-        run.say("compile: the backbone's forward is compiled (torch.compile, dynamic shapes); the first steps "
-                "include compilation")
-    net = objective.net(model)
+    net = objective.readout.net(model)
     net.train()
     optimizer = build_optimizer(cfg, net)
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
@@ -169,9 +160,9 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
     if run.deepspeed:
         configure_deepspeed(run.accelerator, cfg.batch_size)  # no DataLoader to read the micro-batch from
     net, optimizer = run.accelerator.prepare(net, optimizer)
-    if layout.pack and run.accelerator.device.type == "cuda":
-        why = resolve_flex_attention(run.accelerator.unwrap_model(net), pad_id, layout.pack, layout.share_prefix)
-        run.say("packed rows: flex_attention block masks" if why is None else f"packed rows: dense masks ({why})")
+    if speed.packing and run.accelerator.device.type == "cuda":
+        speed = with_flex_attention(speed, resolve_flex_attention(run.accelerator.unwrap_model(net), pad_id, True,
+                                                                  speed.prefix_sharing))
     # Registered, not prepared: a prepared scheduler steps once per process per optimizer step.
     run.accelerator.register_for_checkpointing(scheduler)
     if cfg.lora_r:
@@ -179,7 +170,7 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
     trackers = start_trackers(run.accelerator, to_dict(cfg), {"precision_resolved": run.precision.name,
                                                               "num_processes": run.world, **objective.tracker_config()},
                               int(run.saved["step"]) if run.saved else 0)
-    return TrainingJob(net, optimizer, scheduler, objective, plan, layout, pad_id,
+    return TrainingJob(net, optimizer, scheduler, objective, plan, speed, pad_id,
                        MetricsLog(run.out / "metrics.jsonl", run.main, trackers), fingerprint)
 
 

@@ -126,8 +126,6 @@ def test_container_is_a_sequence_with_vectorised_accessors(encoders: dict[str, E
     assert s.packed().tolist() == [packed_length(e) for e in items]
     assert s.seq_lengths().tolist() == [len(x) for e in items for x in e.input_ids]
     assert s.truncated_count() == es.truncated_count(items) == sum(e.truncated for e in items)
-    assert s.shape_json() == es.shape_json(items) == json.dumps(
-        [[len(x) for x in e.input_ids] + [e.prompt_len] for e in items])
     for share in (False, True):
         assert es.widths_of(s, share) == es.widths_of(items, share)
         assert es.rows_of(s, share) == es.rows_of(items, share)
@@ -147,7 +145,7 @@ def test_memory_follows_token_count(encoders: dict[str, Encoder]) -> None:
 
 def test_empty_input(encoders: dict[str, Encoder]) -> None:
     s = es.encode_set(encoders["llama"], [])
-    assert len(s) == 0 and list(s) == [] and s.longest().tolist() == [] and s.shape_json() == "[]"
+    assert len(s) == 0 and list(s) == [] and s.longest().tolist() == []
 
 
 def test_cache_hit_loads_the_set_without_tokenizing(encoders: dict[str, Encoder], tmp_path: Path,
@@ -264,10 +262,9 @@ def test_hh_prompt_split_fast_path_matches_the_common_prefix_rule() -> None:
             assert _shared_prompt(a, b) == want
 
 
-def test_data_fingerprint_is_the_same_for_a_list_and_a_set_and_old_checkpoints_still_resume(
-        encoders: dict[str, Encoder]) -> None:
+def test_data_fingerprint_is_the_same_for_a_list_and_a_set(encoders: dict[str, Encoder]) -> None:
     from rewardkit.errors import UsageError
-    from rewardkit.training.resume import check_resume_data, data_fingerprint, legacy_data_fingerprint
+    from rewardkit.training.resume import check_resume_data, data_fingerprint
 
     enc = encoders["bert"]
     comps = _varied()
@@ -278,12 +275,6 @@ def test_data_fingerprint_is_the_same_for_a_list_and_a_set_and_old_checkpoints_s
     assert data_fingerprint(items, items[:3]) != fp  # another held-out set
     longer = enc.encode(Comparison(prompt=comps[0].prompt, responses=[r + " more" for r in comps[0].responses]))
     assert data_fingerprint([longer] + items[1:], items[:2]) != fp  # one sequence's length
-    assert legacy_data_fingerprint(s, items[:2]) == legacy_data_fingerprint(items, items[:2]) != fp
-
     check_resume_data({"fingerprint": fp}, fp, Path("ckpt"))
-    old = {"fingerprint": legacy_data_fingerprint(items, items[:2])}  # written before shape_arrays
-    check_resume_data(old, fp, Path("ckpt"), lambda: legacy_data_fingerprint(s, items[:2]))
     with pytest.raises(UsageError, match="the data differs"):
-        check_resume_data(old, fp, Path("ckpt"))
-    with pytest.raises(UsageError, match="the data differs"):
-        check_resume_data({"fingerprint": "0" * 16}, fp, Path("ckpt"), lambda: legacy_data_fingerprint(s, items[:2]))
+        check_resume_data({"fingerprint": "0" * 16}, fp, Path("ckpt"))

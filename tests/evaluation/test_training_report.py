@@ -27,7 +27,7 @@ def _objective(**kw) -> PairwiseObjective:
     objective = PairwiseObjective(TrainConfig(**kw))
     # margins by hand: the ranking's score gaps 1, 3, 2; the pair's 4; a pair without one 0; a 3-way
     # ranking without scores 0, 0, 0 -> (1 + 3 + 2 + 4 + 0 + 0 + 0 + 0) / 8 = 1.25
-    objective.train = [Comparison(prompt="p", responses=["a", "b", "c"], scores=[3.0, 2.0, 0.0]),
+    objective.data.train = [Comparison(prompt="p", responses=["a", "b", "c"], scores=[3.0, 2.0, 0.0]),
                        Comparison(prompt="q", responses=["a", "b"], margin=4.0),
                        Comparison(prompt="r", responses=["a", "b"]),
                        Comparison(prompt="s", responses=["a", "b", "c"], margin=9.0)]  # K > 2: margin unused
@@ -39,7 +39,7 @@ def test_mean_margin_follows_the_loss() -> None:
     assert _objective(use_margin=False).mean_margin() is None
     assert _objective(loss="pl").mean_margin() is None  # Plackett-Luce has no margin term
     plain = _objective()
-    plain.train = [Comparison(prompt="p", responses=["a", "b"])] * 2
+    plain.data.train = [Comparison(prompt="p", responses=["a", "b"])] * 2
     assert plain.mean_margin() is None
 
 

@@ -87,7 +87,7 @@ def test_packed_rows_match_plain_rows(device: str, precision: str, family: str, 
     items = _items(make_encoder(model, tok, 64))
     net = RewardNet(model, row_chunk=0)
     want = _rewards_and_grads(model, net, collate(items, tok.pad_token_id), device, precision)
-    got = _rewards_and_grads(model, net, collate_for(items, tok.pad_token_id, share_prefix, pack=16), device, precision)
+    got = _rewards_and_grads(model, net, collate_for(items, tok.pad_token_id, share_prefix, pack=True), device, precision)
     _assert_same(got, want, precision)
 
 
@@ -115,7 +115,7 @@ def test_compiled_body_matches_eager_on_the_gpu(precision: str, llama_dir: Path)
     model, tok = _model(llama_dir, "cuda")
     items = _items(make_encoder(model, tok, 64))
     net = RewardNet(model, row_chunk=0)
-    batch = collate_for(items, tok.pad_token_id, True, pack=64)
+    batch = collate_for(items, tok.pad_token_id, True, pack=True)
     want = _rewards_and_grads(model, net, batch, "cuda", precision)
     compile_backbone(model)
     got = _rewards_and_grads(model, net, batch, "cuda", precision)
@@ -129,7 +129,7 @@ def test_flex_attention_matches_the_dense_mask_on_the_gpu(precision: str, llama_
 
     model, tok = _model(llama_dir, "cuda")
     items = _items(make_encoder(model, tok, 64))
-    batch = collate_for(items, tok.pad_token_id, True, pack=64)
+    batch = collate_for(items, tok.pad_token_id, True, pack=True)
     dense = RewardNet(model, row_chunk=0)
     want = _rewards_and_grads(model, dense, batch, "cuda", precision)
     flex = RewardNet(model, row_chunk=0)

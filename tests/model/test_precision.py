@@ -110,8 +110,9 @@ def test_training_path_with_the_capability_check_forced(native: str, bert_dir: P
     messages: list[str] = []
     result = train(_cfg(bert_dir, data, tmp_path / "auto", "auto"), log=messages.append)
     assert result.eval_metrics["pairs"] == 4
-    said = [m for m in messages if m.startswith("precision:")]
-    assert len(said) == 1 and said[0].startswith(f"precision: {expected}")
+    said = [m for m in messages if m.startswith("speed:")]  # every speed setting in one line, once
+    assert len(said) == 1 and said[0].startswith(f"speed: {expected}")
+    assert not [m for m in messages if m.startswith("precision:")]
     summary = json.loads((tmp_path / "auto" / "eval.json").read_text())
     assert summary["precision"] == expected and P.FORCE_ENV in summary["precision_reason"]
     saved = yaml.safe_load((tmp_path / "auto" / "train_config.yaml").read_text())

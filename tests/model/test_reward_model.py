@@ -243,4 +243,4 @@ def test_packing_on_an_encoder_is_refused(bert_dir: Path) -> None:
 
     with pytest.raises(UsageError, match="--packing on: encoders"):
         RewardModel.from_pretrained(bert_dir, device="cpu", packing="on")
-    assert RewardModel.from_pretrained(bert_dir, device="cpu", packing="auto").pack == 0
+    assert RewardModel.from_pretrained(bert_dir, device="cpu", packing="auto").pack is False

@@ -11,7 +11,6 @@ import torch
 
 from rewardkit.errors import TrainingDiverged
 from rewardkit.training.divergence import check_step, check_weights
-from rewardkit.training.loop import backward_passes
 
 
 class FakeRun:
@@ -47,9 +46,21 @@ def test_weights_are_judged_over_every_shard() -> None:
 
 
 def test_the_check_sees_a_pass_loss_before_its_backward() -> None:
-    """Under DeepSpeed the loop hands backward_passes a check: a NaN loss raises before backward runs."""
+    """Under DeepSpeed the step checks each pass's loss: a NaN loss raises before backward runs."""
+    from conftest import OneProcessAccelerator, one_step
+
+    class Batch:
+        def to(self, device: object) -> "Batch":
+            return self
+
+        def inputs(self) -> dict[str, torch.Tensor]:
+            return {"x": torch.ones(2)}
+
     class NaNObjective:
         term_weights = {"pairwise": 1.0}
+
+        def collate(self, members: list[int], pad_id: int, layout: object, prompt_ids: list[int]) -> Batch:
+            return Batch()
 
         def counts(self, batch: object) -> dict[str, float]:
             return {"pairwise": 1.0}
@@ -57,16 +68,9 @@ def test_the_check_sees_a_pass_loss_before_its_backward() -> None:
         def loss(self, outputs: torch.Tensor, batch: object) -> dict[str, torch.Tensor]:
             return {"pairwise": outputs.sum() * float("nan")}
 
-    class Batch:
-        def inputs(self) -> dict[str, torch.Tensor]:
-            return {"x": torch.ones(2)}
-
     weight = torch.nn.Parameter(torch.ones(2))
-    backwards: list[torch.Tensor] = []
-
-    def check(loss: float) -> None:
-        check_step(FakeRun(), 1, [loss], 0.0, False, before_update=True)
-
+    run = FakeRun()
+    run.accelerator, run.deepspeed = OneProcessAccelerator(), True
     with pytest.raises(TrainingDiverged, match="non-finite loss"):
-        backward_passes(NaNObjective(), lambda x: x * weight, [Batch()], backwards.append, 1.0, check=check)
-    assert backwards == [] and weight.grad is None
+        one_step(NaNObjective(), lambda x: x * weight, [[0]], run=run)
+    assert run.accelerator.losses == [] and weight.grad is None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import pairs_records, write_jsonl
+from conftest import one_step, pairs_records, write_jsonl
 
 from rewardkit import RewardModel, TrainConfig, train
 from rewardkit.errors import UsageError
@@ -102,10 +102,8 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
     """A micro-batch run as parts of unequal size sums to the whole batch's loss and gradient."""
     from rewardkit.data.records import Comparison
     from rewardkit.model.backbone import load_backbone, make_encoder
-    from rewardkit.model.batching import collate_for
     from rewardkit.model.net import RewardNet
     from rewardkit.training.batch_plan import split_into_passes
-    from rewardkit.training.loop import backward_passes
     from rewardkit.training.objectives.pairwise import PairwiseObjective
 
     model, tok = load_backbone(str(bert_dir))
@@ -113,19 +111,18 @@ def test_split_passes_give_the_whole_batch_gradient(bert_dir: Path, extra: dict)
     comps = [Comparison(prompt=f"question {i} " + "and more " * (i % 4) * 3,
                         responses=[f"answer {j} to {i} " + "detail " * ((i + j) % 5) for j in range(2 + i % 2)],
                         margin=0.5 if i % 3 == 0 else None) for i in range(8)]
-    items = [enc.encode(c) for c in comps]
     groups = [i // 2 for i in range(8)]  # two comparisons per prompt: balance weights 1/2 each
-    cfg = TrainConfig(**extra)
+    objective = PairwiseObjective(TrainConfig(**extra))
+    objective.data.items = [enc.encode(c) for c in comps]
     net = RewardNet(model)
 
     def grads(parts: list[list[int]]) -> tuple[float, float, list[torch.Tensor]]:
         net.zero_grad()
-        batches = [collate_for([items[i] for i in p], tok.pad_token_id, False, use_margin=True,
-                               balance_per_prompt=cfg.balance_per_prompt, prompt_ids=[groups[i] for i in p])
-                   for p in parts]
-        values = backward_passes(PairwiseObjective(cfg), net, batches, lambda t: t.backward(), 0.5)
-        return float(values["loss"]), float(values["accuracy"]), [p.grad.clone() for p in net.parameters() if p.grad is not None]
+        values = one_step(objective, net, parts, prompt_of=groups, pad_id=tok.pad_token_id)[0]
+        return float(values["loss"]), float(values["accuracy"]), [p.grad.clone() for p in net.parameters()
+                                                                  if p.grad is not None]
 
+    items = objective.items
     widths = [e.longest for e in items]
     rows = [len(e.input_ids) for e in items]
     candidates = (split_into_passes(list(range(8)), widths, rows, groups, budget)
@@ -178,7 +175,7 @@ def test_packed_rows_train_like_plain_rows(llama_dir: Path, tmp_path: Path, obje
         runs[packing] = (result, [x["loss"] for x in rows if x["split"] == "train"],
                          json.loads((out / "eval.json").read_text()))
     (plain, plain_losses, plain_eval), (packed, packed_losses, packed_eval) = runs["off"], runs["on"]
-    assert packed_eval["packing"] == 64 and "packing" not in plain_eval
+    assert packed_eval["packing"] is True and plain_eval["packing"] is False
     assert packed_losses == pytest.approx(plain_losses, abs=1e-5) and len(plain_losses) >= 2
     assert packed.eval_metrics["mean_margin"] == pytest.approx(plain.eval_metrics["mean_margin"], abs=1e-5)
 

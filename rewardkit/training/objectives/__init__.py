@@ -1,30 +1,23 @@
-"""Training objectives: what the one training loop learns (`base.Objective` says what they provide).
+"""Training objectives: what the one training loop learns (`base.Objective` is the contract).
 
-``--objective bt`` is `pairwise.PairwiseObjective`; ``regression`` and ``bt+regression`` are
-`regression.RegressionObjective`; ``sft`` is `sft.SFTObjective`; ``generative`` is
-`generative.GenerativeObjective` on comparisons, `generative.GenerativeRatingsObjective` on a rating table.
+`rewardkit.config.OBJECTIVES` is the registry: each ``--objective`` names the module and function here
+that builds it from the run's config, so a new objective is one file plus one line there
+(ARCHITECTURE.md, "Adding an objective").
 """
 
 from __future__ import annotations
 
-from rewardkit.config import TrainConfig
-from rewardkit.data.loading import is_rating_table
-from rewardkit.training.objectives.base import Evaluation, Objective
-from rewardkit.training.objectives.generative import GenerativeObjective, GenerativeRatingsObjective
-from rewardkit.training.objectives.pairwise import PairwiseObjective
-from rewardkit.training.objectives.regression import RegressionObjective
-from rewardkit.training.objectives.sft import SFTObjective
+import importlib
+import importlib.util
 
-__all__ = ["Evaluation", "Objective", "objective_for"]
+from rewardkit.config import OBJECTIVES, TrainConfig
+from rewardkit.training.objectives.base import Data, Evaluation, Objective, Readout, Traits
+
+__all__ = ["Data", "Evaluation", "Objective", "Readout", "Traits", "objective_for"]
 
 
 def objective_for(cfg: TrainConfig) -> Objective:
-    """The objective ``--objective`` names."""
-    if cfg.objective == "bt":
-        return PairwiseObjective(cfg)
-    if cfg.objective == "sft":
-        return SFTObjective(cfg)
-    if cfg.objective == "generative":
-        ratings = bool(cfg.train_data) and is_rating_table(cfg.train_data, cfg.format, cfg.rating_options())
-        return GenerativeRatingsObjective(cfg) if ratings else GenerativeObjective(cfg)
-    return RegressionObjective(cfg)
+    """The objective ``--objective`` names (`rewardkit.config.OBJECTIVES`)."""
+    module, _, function = OBJECTIVES[cfg.objective].partition(":")
+    ours = importlib.util.find_spec(f"{__name__}.{module}") is not None  # a module of this package, or any other
+    return getattr(importlib.import_module(f"{__name__}.{module}" if ours else module), function)(cfg)

@@ -6,11 +6,11 @@ The model sees ``prompt response <--verdict-template>`` and the reward is
 carries over. Two ways to train it:
 
 * on comparisons (any preference shape): Bradley-Terry on the log-odds, with margins, centering,
-  Plackett-Luce rankings and per-prompt balancing exactly as for a scalar head (`GenerativeObjective`
-  is the pairwise objective with another readout);
+  Plackett-Luce rankings and per-prompt balancing exactly as for a scalar head (the pairwise
+  objective with a `VerdictHead` readout);
 * on a rating table: binary cross-entropy of ``sigmoid(reward)`` against a verdict, yes for answers
   scoring at least ``--hi``, no below ``--lo`` (default: ``--hi``), answers in between left out
-  (`GenerativeRatingsObjective`). Without ``--hi`` there is no verdict to learn: exit 2.
+  (`VerdictRatingsObjective`). Without ``--hi`` there is no verdict to learn: exit 2.
 
 The export is a plain ``AutoModelForCausalLM`` whose ``config.rewardkit["verdict"]`` holds the
 question and answers, so `RewardModel`, ``rewardkit eval/score/serve`` and the RL adapters score it
@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rewardkit.data.loading import split_by_prompt
+from rewardkit.config import TrainConfig
+from rewardkit.data.loading import is_rating_table, split_by_prompt
 from rewardkit.data.ratings import LabelledAnswer, label_answers
 from rewardkit.data.readers import iter_rows
 from rewardkit.data.records import check_usable, describe_problems
@@ -35,69 +36,34 @@ from rewardkit.encoding.encoder import Encoder
 from rewardkit.errors import DataError, UsageError, flag
 from rewardkit.evaluation.held_out import score_sharded
 from rewardkit.evaluation.metrics import bt_loss
-from rewardkit.model.backbone import load_causal_lm, make_encoder
 from rewardkit.model.batching import Batch, BatchLayout, collate_for
-from rewardkit.model.net import VerdictNet
-from rewardkit.model.verdict import Verdict, resolve_verdict
-from rewardkit.training.objectives.base import Evaluation, Objective
+from rewardkit.training.objectives.base import Data, Evaluation, Objective, Traits
 from rewardkit.training.objectives.pairwise import PairwiseObjective
+from rewardkit.training.objectives.parts import VerdictHead
 from rewardkit.training.resume import data_fingerprint
 
-class GenerativeObjective(PairwiseObjective):
-    """Comparisons in, Bradley-Terry on the verdict log-odds (see the module doc)."""
+if TYPE_CHECKING:
+    from rewardkit.training.startup import Run
 
-    name = "generative"
 
-    def __init__(self, cfg: Any):
+def generative(cfg: TrainConfig) -> Objective:
+    """``--objective generative``: the pairwise objective with the verdict readout on comparisons, the
+    verdict's binary cross-entropy on a rating table."""
+    if cfg.train_data and is_rating_table(cfg.train_data, cfg.format, cfg.rating_options()):
+        return VerdictRatingsObjective(cfg)
+    return PairwiseObjective(cfg, readout=VerdictHead(cfg), name="generative")
+
+
+class LabelledAnswers(Data):
+    """Answers of a rating table with a yes/no verdict (score >= --hi is yes, below --lo no), split by prompt."""
+
+    def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
-        self.verdict: Verdict | None = None
-
-    def load_model(self) -> tuple[nn.Module, Any]:
-        """The decoder with its LM head; the verdict resolved for its tokenizer (each answer one token)."""
-        model, tokenizer = load_causal_lm(self.cfg.model, dropout=self.cfg.dropout, what="--objective generative")
-        self.verdict = resolve_verdict(tokenizer, self.cfg.verdict_template, self.cfg.verdict_tokens)
-        return model, tokenizer
-
-    def encoder(self, model: nn.Module, tokenizer: Any) -> Encoder:
-        assert self.verdict is not None
-        return make_encoder(model, tokenizer, self.cfg.max_length, tail=self.verdict.template_ids)
-
-    def net(self, model: nn.Module) -> nn.Module:
-        assert self.verdict is not None
-        return VerdictNet(model, *self.verdict.answer_ids)
-
-    def model_meta(self, model: nn.Module, weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-        assert self.verdict is not None
-        return {"objective": "generative", "verdict": self.verdict.to_meta()}
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """What `rewardkit export` needs to write a checkpoint as a generative model: the verdict."""
-        assert self.verdict is not None
-        return {**super().checkpoint_meta(), "verdict": self.verdict.to_meta()}
-
-    def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        counts, facts = super().summary()
-        return counts, {**facts, "objective": "generative"}
-
-
-class GenerativeRatingsObjective(GenerativeObjective):
-    """A rating table in, binary cross-entropy of the verdict against ``score >= --hi`` (module doc)."""
-
-    unit = "answers"
-    logged = ("loss", "accuracy")
-    term_weights = {"bce": 1.0}
-    prefix_sharing = False
-
-    def __init__(self, cfg: Any):
-        super().__init__(cfg)
-        if cfg.hi is None:
-            raise UsageError(f"{flag('hi')}: --objective generative on a rating table trains a yes/no verdict; give "
-                             f"the score from which an answer is 'yes' ({flag('hi')}, and {flag('lo')} below which it "
-                             "is 'no', default the same)")
         self.answers: list[LabelledAnswer] = []
         self.held_answers: list[LabelledAnswer] = []
+        self.labels = torch.empty(0)
 
-    def _labelled(self, run: Any, source: str) -> list[LabelledAnswer]:
+    def _labelled(self, run: Run, source: str) -> list[LabelledAnswer]:
         cfg = self.cfg
         answers, loaded = label_answers(iter_rows(source), source, cfg.rating_options(), cfg.hi,
                                         cfg.lo if cfg.lo is not None else cfg.hi)
@@ -109,7 +75,7 @@ class GenerativeRatingsObjective(GenerativeObjective):
         self.skipped += len(loaded.problems)
         return answers
 
-    def load(self, run: Any) -> None:
+    def load(self, run: Run) -> None:
         cfg = self.cfg
         answers = self._labelled(run, cfg.train_data)
         if cfg.eval_data:
@@ -120,26 +86,39 @@ class GenerativeRatingsObjective(GenerativeObjective):
             raise DataError(f"{cfg.train_data}: every training answer has the same verdict; move {flag('hi')} "
                             f"/ {flag('lo')} so that both occur")
 
-    def encode(self, run: Any, encoder: Encoder) -> None:
+    def encode(self, run: Run, encoder: Encoder) -> None:
         self.items = [encoder.encode_texts(a.prompt, [a.response]) for a in self.answers]
-        self.held_enc = [encoder.encode_texts(a.prompt, [a.response]) for a in self.held_answers]
+        self.held = [encoder.encode_texts(a.prompt, [a.response]) for a in self.held_answers]
         self.labels = torch.tensor([a.label for a in self.answers])
-        run.say(f"data: {len(self.items)} training answers ({int(self.labels.sum())} yes), {len(self.held_enc)} "
+        run.say(f"data: {len(self.items)} training answers ({int(self.labels.sum())} yes), {len(self.held)} "
                 f"held out; {self.truncated} truncated to --max-length {self.cfg.max_length}")
-
-    def prompt_groups(self) -> list[list[int]]:
-        return [[i] for i in range(len(self.items))]
 
     def fingerprint(self) -> str:
         labels = json.dumps([[a.label for a in self.answers], [a.label for a in self.held_answers]])
-        return hashlib.sha256(f"{data_fingerprint(self.items, self.held_enc)}|{labels}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{data_fingerprint(self.items, self.held)}|{labels}".encode()).hexdigest()[:16]
 
-    def legacy_fingerprint(self) -> str | None:
-        return None
+    def counts(self) -> dict[str, Any]:
+        return {"train_answers": len(self.items), "truncated": self.truncated, "eval_answers": len(self.held)}
+
+
+class VerdictRatingsObjective(Objective):
+    """A rating table in, binary cross-entropy of the verdict against ``score >= --hi`` (module doc)."""
+
+    name = "generative"
+    traits = Traits(unit="answers", logged=("loss", "accuracy"))
+    term_weights = {"bce": 1.0}
+
+    def __init__(self, cfg: TrainConfig):
+        if cfg.hi is None:
+            raise UsageError(f"{flag('hi')}: --objective generative on a rating table trains a yes/no verdict; give "
+                             f"the score from which an answer is 'yes' ({flag('hi')}, and {flag('lo')} below which it "
+                             "is 'no', default the same)")
+        self.data: LabelledAnswers
+        super().__init__(cfg, LabelledAnswers(cfg), VerdictHead(cfg))
 
     def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
         batch = collate_for([self.items[j] for j in members], pad_id, False, layout.pack)
-        batch.targets = self.labels[members]
+        batch.targets = self.data.labels[members]
         return batch
 
     def counts(self, batch: Batch) -> dict[str, float]:
@@ -149,20 +128,18 @@ class GenerativeRatingsObjective(GenerativeObjective):
         return {"bce": F.binary_cross_entropy_with_logits(outputs, batch.targets),
                 "accuracy": ((outputs > 0).float() == batch.targets).float().mean()}
 
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
+    def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out verdict accuracy and cross-entropy of ``sigmoid(reward)``."""
-        if not self.held_enc:
+        if not self.data.held:
             return None
-        rewards = [r[0] for r in score_sharded(net, self.held_enc, pad_id, self.cfg.eval_batch_size, run.accelerator,
-                                               pack=layout.pack)]
-        labels = [a.label for a in self.held_answers]
+        rewards = [r[0] for r in score_sharded(net, self.data.held, pad_id, self.cfg.eval_batch_size,
+                                               run.accelerator, pack=layout.pack)]
+        labels = [a.label for a in self.data.held_answers]
         bce = [bt_loss(r if y else -r) for r, y in zip(rewards, labels)]  # -log sigmoid(+-r): BCE of sigmoid(r)
         metrics = {"accuracy": sum((r > 0) == bool(y) for r, y in zip(rewards, labels)) / len(labels),
                    "loss": sum(bce) / len(bce), "answers": len(labels), "yes_rate": sum(labels) / len(labels),
                    "predicted_yes_rate": sum(r > 0 for r in rewards) / len(rewards)}
         return Evaluation(metrics, rewards)
-
-    results_table = Objective.results_table  # verdict accuracy on answers, not the pairwise table
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"eval verdict accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
@@ -170,13 +147,3 @@ class GenerativeRatingsObjective(GenerativeObjective):
     @property
     def loss_name(self) -> str:
         return "bce"
-
-    def reward_items(self) -> list:
-        return self.items
-
-    def write_report(self, path: Any, evaluation: Evaluation, details: dict[str, str]) -> None:
-        return None  # the pairwise report draws comparisons; answers with verdicts are none
-
-    def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        counts = {"train_answers": len(self.items), "truncated": self.truncated, "eval_answers": len(self.held_enc)}
-        return counts, {"objective": "generative"}

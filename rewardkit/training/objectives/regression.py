@@ -20,11 +20,12 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
 
+from rewardkit.config import TrainConfig
 from rewardkit.data.attributes.options import attribute_options_from, resolve_weights
 from rewardkit.data.attributes.pairs import pair_score_weights, pairs_from_records
 from rewardkit.data.attributes.table import AttributeTable, RatedResponse, load_attribute_table, split_records
@@ -39,8 +40,11 @@ from rewardkit.model.attribute_head import (RegressionMeta, Scaling, fit_scaling
 from rewardkit.model.backbone import load_backbone
 from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.training.losses import bradley_terry, combined_reward, regression_loss
-from rewardkit.training.objectives.base import Evaluation, Objective
+from rewardkit.training.objectives.base import Data, Evaluation, Objective, Readout, Traits
 from rewardkit.training.resume import data_fingerprint
+
+if TYPE_CHECKING:
+    from rewardkit.training.startup import Run
 
 
 def numbers(xs: Sequence[float]) -> str:
@@ -48,33 +52,24 @@ def numbers(xs: Sequence[float]) -> str:
     return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
 
 
-class RegressionObjective(Objective):
-    """Rated rows (and, for bt+regression, pairs derived from them) in; K attribute values out."""
+class RatedRows(Data):
+    """Rated rows of a multi-attribute table, split by prompt; for bt+regression, pairs derived from them on
+    each side. The target scaling is the readout's (`AttributeHead` fits it once the head is known)."""
 
-    unit = "rows"
-    logged = ("loss", "regression_loss", "pairwise_loss")
-    # Ratings often follow length (verbosity, thoroughness): length-grouped micro-batches would each see a
-    # narrow band of targets, and regression to them learned worse (spread over seeds) than random ones.
-    length_grouped = False
-
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
-        self.name = cfg.objective
-        self.term_weights = {"regression_loss": 1.0, "pairwise_loss": cfg.pairwise_weight}
         self.attributes: list[str] = []
         self.weights: list[float] = []
         self.ranges: list[tuple[float, float] | None] = []
         self.train: list[RatedResponse] = []
-        self.held: list[RatedResponse] = []
+        self.held_rows: list[RatedResponse] = []
         self.train_pairs: list[Comparison] = []
         self.held_pairs: list[Comparison] = []
         self.scaling: Scaling | None = None
-        self.held_enc: list[Encoded] = []
         self.targets = torch.empty(0)
         self.observed = torch.empty(0, dtype=torch.bool)
 
-    # ------------------------------------------------------------------ data
-    def _table(self, run: Any, source: str) -> AttributeTable:
+    def _table(self, run: Run, source: str) -> AttributeTable:
         table = load_attribute_table(source, attribute_options_from(self.cfg), self.cfg.skip_invalid)
         for note in table.notes:
             run.say(note)
@@ -85,7 +80,7 @@ class RegressionObjective(Objective):
         self.skipped += len(table.problems)
         return table
 
-    def load(self, run: Any) -> None:
+    def load(self, run: Run) -> None:
         """Rated rows of both sides, the weights, and for bt+regression the pairs derived on each side."""
         cfg = self.cfg
         table = self._table(run, cfg.train_data)
@@ -95,9 +90,9 @@ class RegressionObjective(Objective):
             if held_table.attributes != self.attributes:
                 raise UsageError(f"--eval-data {cfg.eval_data}: attributes {held_table.attributes} differ from the "
                                  f"training data's {self.attributes}")
-            self.train, self.held = list(table.records), list(held_table.records)
+            self.train, self.held_rows = list(table.records), list(held_table.records)
         else:
-            self.train, self.held = split_records(table.records, cfg.held_out_fraction(), cfg.seed)
+            self.train, self.held_rows = split_records(table.records, cfg.held_out_fraction(), cfg.seed)
         self.weights = resolve_weights(cfg.attribute_weights, self.attributes)
         pair_score_weights(cfg.pair_attribute, self.attributes, self.weights)  # an unknown --pair-attribute fails here
         if cfg.objective == "bt+regression":
@@ -108,8 +103,8 @@ class RegressionObjective(Objective):
             if not self.train_pairs:
                 raise UsageError("--objective bt+regression: the ratings give no pair (every prompt needs 2+ answers "
                                  "with different ratings); use --objective regression")
-        self.held_pairs = self._pairs(self.held).comparisons if self.held else []
-        run.say(f"data: {len(self.train)} rated training rows, {len(self.held)} held out, attributes "
+        self.held_pairs = self._pairs(self.held_rows).comparisons if self.held_rows else []
+        run.say(f"data: {len(self.train)} rated training rows, {len(self.held_rows)} held out, attributes "
                 f"{', '.join(self.attributes)}"
                 + (f"; {len(self.train_pairs)} training pairs from the ratings" if self.train_pairs else "")
                 + (f"; {len(self.held_pairs)} held-out pairs" if self.held_pairs else ""))
@@ -118,22 +113,14 @@ class RegressionObjective(Objective):
         return pairs_from_records(records, self.attributes, self.weights, self.cfg.pair_attribute,
                                   self.cfg.rating_options())
 
-    def load_model(self) -> tuple[nn.Module, Any]:
-        """The backbone with K outputs; the target scaling fitted to its head (a head without a bias
-        cannot absorb an offset at export, so it learns a divide-only scaling)."""
-        model, tokenizer = load_backbone(self.cfg.model, dropout=self.cfg.dropout, head=head_config(self.attributes))
-        self.scaling = fit_scaling(self.cfg.target_scaling, self.train, self.ranges, self.attributes,
-                                   center=output_layer(model).bias is not None)
-        return model, tokenizer
-
-    def encode(self, run: Any, encoder: Encoder) -> None:
+    def encode(self, run: Run, encoder: Encoder) -> None:
         """Each rated row is a one-response comparison; pairs are ordinary two-response comparisons."""
         assert self.scaling is not None
         run.say(f"target scaling {self.scaling.kind}: offset {numbers(self.scaling.offset)}, "
                 f"scale {numbers(self.scaling.scale)}; combined reward weights {numbers(self.weights)}")
         rows = [encoder.encode_texts(r.prompt, [r.response]) for r in self.train]
         self.items = rows + [encoder.encode(c) for c in self.train_pairs]
-        self.held_enc = [encoder.encode_texts(r.prompt, [r.response]) for r in self.held]
+        self.held = [encoder.encode_texts(r.prompt, [r.response]) for r in self.held_rows]
         scaled = [self.scaling.scale_values(r.values) for r in self.train]
         self.targets = torch.tensor([[0.0 if v is None else v for v in row] for row in scaled], dtype=torch.float32)
         self.observed = torch.tensor([[v is not None for v in row] for row in scaled], dtype=torch.bool)
@@ -142,10 +129,52 @@ class RegressionObjective(Objective):
         """Token shapes of every item and held-out row, the ratings of both sides, the fitted scaling and
         weights: a resume on other data is refused."""
         assert self.scaling is not None
-        shapes = data_fingerprint(self.items, self.held_enc)
-        ratings = json.dumps([[r.values for r in self.train], [r.values for r in self.held], self.scaling.to_dict(),
-                              self.weights, len(self.train_pairs), len(self.held_pairs)])
+        shapes = data_fingerprint(self.items, self.held)
+        ratings = json.dumps([[r.values for r in self.train], [r.values for r in self.held_rows],
+                              self.scaling.to_dict(), self.weights, len(self.train_pairs), len(self.held_pairs)])
         return hashlib.sha256(f"{shapes}|{ratings}".encode()).hexdigest()[:16]
+
+    def counts(self) -> dict[str, Any]:
+        return {"train_rows": len(self.train), "train_pairs": len(self.train_pairs), "eval_rows": len(self.held_rows)}
+
+
+class AttributeHead(Readout):
+    """A backbone with one output per rated attribute; the target scaling fitted to the head (a head without
+    a bias cannot absorb an offset at export, so it learns a divide-only scaling)."""
+
+    def __init__(self, cfg: TrainConfig, data: RatedRows):
+        super().__init__(cfg)
+        self.data = data
+
+    def load_model(self) -> tuple[nn.Module, Any]:
+        data = self.data
+        model, tokenizer = load_backbone(self.cfg.model, dropout=self.cfg.dropout, head=head_config(data.attributes))
+        data.scaling = fit_scaling(self.cfg.target_scaling, data.train, data.ranges, data.attributes,
+                                   center=output_layer(model).bias is not None)
+        return model, tokenizer
+
+
+class RegressionObjective(Objective):
+    """Rated rows (and, for bt+regression, pairs derived from them) in; K attribute values out."""
+
+    # Ratings often follow length (verbosity, thoroughness): length-grouped micro-batches would each see a
+    # narrow band of targets, and regression to them learned worse (spread over seeds) than random ones.
+    traits = Traits(unit="rows", logged=("loss", "regression_loss", "pairwise_loss"), length_grouped=False)
+
+    def __init__(self, cfg: TrainConfig):
+        self.data: RatedRows
+        data = RatedRows(cfg)
+        super().__init__(cfg, data, AttributeHead(cfg, data))
+        self.name = cfg.objective
+        self.term_weights = {"regression_loss": 1.0, "pairwise_loss": cfg.pairwise_weight}
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.data.attributes
+
+    @property
+    def scaling(self) -> Scaling | None:
+        return self.data.scaling
 
     # ------------------------------------------------------------------ the step
     def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
@@ -154,12 +183,12 @@ class RegressionObjective(Objective):
         batch = collate_for([self.items[j] for j in members], pad_id, layout.share_prefix, layout.pack,
                             use_margin=self.cfg.use_margin,
                             prompt_ids=prompt_ids)
-        k, rows = len(self.attributes), len(self.train)
+        k, rows = len(self.attributes), len(self.data.train)
         targets, observed = [], []
         for j in members:
             if j < rows:
-                targets.append(self.targets[j:j + 1])
-                observed.append(self.observed[j:j + 1])
+                targets.append(self.data.targets[j:j + 1])
+                observed.append(self.data.observed[j:j + 1])
             else:
                 targets.append(torch.zeros(2, k))
                 observed.append(torch.zeros(2, k, dtype=torch.bool))
@@ -177,7 +206,7 @@ class RegressionObjective(Objective):
         terms = {"regression_loss": regression_loss(outputs, batch.targets, batch.target_mask,
                                                     self.cfg.regression_loss, self.cfg.huber_delta)}
         if len(batch.pair_better):
-            pw = torch.tensor(pair_score_weights(self.cfg.pair_attribute, self.attributes, self.weights))
+            pw = torch.tensor(pair_score_weights(self.cfg.pair_attribute, self.attributes, self.data.weights))
             r = combined_reward(outputs, pw, torch.tensor(self.scaling.offset), torch.tensor(self.scaling.scale))
             margin = batch.pair_margin if self.cfg.use_margin else None
             terms["pairwise_loss"] = bradley_terry(r[batch.pair_better], r[batch.pair_worse], margin, batch.pair_weight)
@@ -186,22 +215,24 @@ class RegressionObjective(Objective):
         return terms
 
     # ------------------------------------------------------------------ evaluation and the saved model
-    def _predict(self, run: Any, net: nn.Module, pad_id: int, rows: Sequence[Encoded], pack: int) -> list[list[float]]:
+    def _predict(self, run: Run, net: nn.Module, pad_id: int, rows: Sequence[Encoded],
+                 pack: bool) -> list[list[float]]:
         """Predicted ratings in original units, one list of K values per row."""
         assert self.scaling is not None
         outs = score_sharded(net, rows, pad_id, self.cfg.eval_batch_size, run.accelerator, pack=pack)
         return [self.scaling.unscale(o[0] if isinstance(o[0], list) else [o[0]]) for o in outs]
 
     def _combined(self, pred: list[list[float]]) -> list[float]:
-        return [math.fsum(w * v for w, v in zip(self.weights, p)) for p in pred]
+        return [math.fsum(w * v for w, v in zip(self.data.weights, p)) for p in pred]
 
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
-        if not self.held:
+    def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
+        data = self.data
+        if not data.held_rows:
             return None
-        pred = self._predict(run, net, pad_id, self.held_enc, layout.pack)
+        pred = self._predict(run, net, pad_id, data.held, layout.pack)
         combined = self._combined(pred)
-        pairs = pair_rewards_from(self.held, combined, self.held_pairs) if self.held_pairs else None
-        return Evaluation(regression_metrics(pred, [r.values for r in self.held], self.attributes, pairs),
+        pairs = pair_rewards_from(data.held_rows, combined, data.held_pairs) if data.held_pairs else None
+        return Evaluation(regression_metrics(pred, [r.values for r in data.held_rows], self.attributes, pairs),
                           combined, pred)
 
     def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +248,7 @@ class RegressionObjective(Objective):
                 + (f", combined accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""))
 
     def reward_items(self) -> Sequence[Encoded]:
-        return self.items[:len(self.train)]  # the rated rows
+        return self.items[:len(self.data.train)]  # the rated rows
 
     def rewards_of(self, outputs: list[list[Any]]) -> list[float]:
         assert self.scaling is not None
@@ -230,7 +261,7 @@ class RegressionObjective(Objective):
     def meta(self, folded: bool) -> dict[str, Any]:
         """What ``config.rewardkit`` says about the attributes (`RegressionMeta.to_meta`)."""
         assert self.scaling is not None
-        return RegressionMeta(self.attributes, self.weights, self.scaling, folded=folded, objective=self.cfg.objective,
+        return RegressionMeta(self.attributes, self.data.weights, self.scaling, folded=folded, objective=self.cfg.objective,
                               pair_attribute=self.cfg.pair_attribute).to_meta()
 
     def model_meta(self, model: nn.Module, weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
@@ -247,13 +278,12 @@ class RegressionObjective(Objective):
         from rewardkit.evaluation.rating_report import write_attribute_report
         from rewardkit.evaluation.report import TrainingRun
 
-        return write_attribute_report(path, evaluation.metrics, evaluation.details, [r.values for r in self.held],
+        return write_attribute_report(path, evaluation.metrics, evaluation.details, [r.values for r in self.data.held_rows],
                                       self.attributes, title="Held-out evaluation", details=details,
                                       training=TrainingRun(Path(self.cfg.output_dir) / "metrics.jsonl"))
 
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        counts = {"train_rows": len(self.train), "train_pairs": len(self.train_pairs), "eval_rows": len(self.held)}
-        return counts, {"objective": self.cfg.objective, "attributes": self.attributes}
+        return self.data.counts(), {"objective": self.cfg.objective, "attributes": self.attributes}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {**super().checkpoint_meta(), "regression": self.meta(folded=False)}

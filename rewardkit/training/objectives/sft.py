@@ -16,56 +16,32 @@ head left out), and ``--sft-epochs N`` runs both stages in one command.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from rewardkit.data.records import Comparison, text_key
+from rewardkit.config import TrainConfig
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.evaluation.held_out import shard
-from rewardkit.model.backbone import load_causal_lm
 from rewardkit.model.batching import Batch, BatchLayout, collate_lm, sorted_batches
-from rewardkit.model.net import TokenLogProbNet
-from rewardkit.training.objectives.base import Evaluation, Objective
-from rewardkit.training.objectives.pairwise import PairwiseObjective
+from rewardkit.training.objectives.base import Evaluation, Objective, Traits
+from rewardkit.training.objectives.parts import ComparisonData, LanguageModelHead
+
+if TYPE_CHECKING:
+    from rewardkit.training.startup import Run
 
 
-def chosen_only(comparisons: list[Comparison]) -> list[Comparison]:
-    """Each comparison's best response after its prompt, every (prompt, response) once."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for c in comparisons:
-        key = (c.prompt_key(), text_key(c.responses[0]))
-        if key not in seen:
-            seen.add(key)
-            out.append(Comparison(prompt=c.prompt, responses=[c.responses[0]], source=c.source))
-    return out
-
-
-class SFTObjective(PairwiseObjective):
-    """Prompt + chosen response in, the response's tokens as targets (see the module doc). Data loading
-    and encoding are the pairwise objective's, on the chosen responses alone."""
+class SFTObjective(Objective):
+    """Prompt + chosen response in, the response's tokens as targets (see the module doc)."""
 
     name = "sft"
-    unit = "responses"
-    logged = ("loss",)
+    # language-model batches read every response token: one row per example, and no reward to normalise
+    traits = Traits(unit="responses", logged=("loss",), packing=False, reward_statistics=False)
     term_weights = {"nll": 1.0}
-    prefix_sharing = False
-    packing = False  # language-model batches read every response token: one row per example
-    reward_statistics = False
 
-    def load(self, run: Any) -> None:
-        super().load(run)
-        self.train, self.held_out = chosen_only(self.train), chosen_only(self.held_out)
-        run.say(f"SFT examples: {len(self.train)} training and {len(self.held_out)} held-out (prompt, chosen) "
-                "responses")
-
-    def load_model(self) -> tuple[nn.Module, Any]:
-        return load_causal_lm(self.cfg.model, dropout=self.cfg.dropout, what="--objective sft")
-
-    def net(self, model: nn.Module) -> nn.Module:
-        return TokenLogProbNet(model)
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg, ComparisonData(cfg, chosen_only=True), LanguageModelHead(cfg))
 
     def collate(self, members: list[int], pad_id: int, layout: BatchLayout, prompt_ids: list[int]) -> Batch:
         return collate_lm([self.items[j] for j in members], pad_id)
@@ -76,19 +52,16 @@ class SFTObjective(PairwiseObjective):
     def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         return {"nll": -outputs.mean()}
 
-    # ------------------------------------------------------------------ evaluation and the saved model
-    def evaluate(self, run: Any, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
+    def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out perplexity of the chosen responses (every process scores its share of them)."""
-        if not self.held_enc:
+        if not self.data.held:
             return None
-        nll, tokens, responses = sum_log_likelihood(net, shard(self.held_enc, run.accelerator), pad_id,
+        nll, tokens, responses = sum_log_likelihood(net, shard(self.data.held, run.accelerator), pad_id,
                                                     self.cfg.eval_batch_size, run.accelerator)
         nll, tokens, responses = run.reduce_sum([nll, tokens, responses])
         mean = nll / tokens
         return Evaluation({"perplexity": math.exp(mean), "nll": mean, "tokens": int(tokens),
                            "chosen_responses": int(responses)}, [])
-
-    results_table = Objective.results_table  # perplexity, not the pairwise table
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"eval perplexity {metrics['perplexity']:.4f}"
@@ -96,16 +69,6 @@ class SFTObjective(PairwiseObjective):
     @property
     def loss_name(self) -> str:
         return "sft"
-
-    def model_meta(self, model: nn.Module, weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-        return {"objective": "sft"}
-
-    def write_report(self, path: Any, evaluation: Evaluation, details: dict[str, str]) -> None:
-        return None  # perplexity is one number (eval.json, the card); there are no rewards to draw
-
-    def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        counts = {"train_responses": len(self.items), "truncated": self.truncated, "eval_responses": len(self.held_enc)}
-        return counts, {"objective": "sft"}
 
 
 @torch.no_grad()
