@@ -20,7 +20,7 @@ from typing import Any, Callable
 from rewardkit.config import (DataCheckConfig, DataConvertConfig, EvalConfig, ExportConfig, ScoreConfig,
                               TrainConfig)
 from rewardkit.errors import DataError, TrainingInterrupted, UsageError
-from rewardkit.flags import Parser, add_config_flags, config_of
+from rewardkit.flags import Parser, add_config_flags, config_of, side_by_side_argv
 from rewardkit.serving.config import ServeConfig
 
 
@@ -50,13 +50,9 @@ def cmd_train(cfg: TrainConfig) -> int:
 
 
 def cmd_eval(cfg: EvalConfig) -> int:
-    from rewardkit.evaluation.evaluate import evaluate
+    from rewardkit.evaluation.evaluate import run_eval
 
-    result = evaluate(cfg)
-    if cfg.report:
-        page = result.write_report(cfg.report, details={"model": cfg.model_dir, "data": cfg.data})
-        print(f"report: {page}", file=sys.stderr)
-    print(json.dumps(result.metrics) if cfg.json else result.table())
+    print(run_eval(cfg))
     return 0
 
 
@@ -168,6 +164,7 @@ def _subparser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Arg
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    argv = side_by_side_argv(_subparser(parser, argv[:1]), argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         target = _subparser(parser, argv)

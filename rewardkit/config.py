@@ -34,6 +34,7 @@ OBJECTIVES = {
     "bt+regression": "regression:RegressionObjective",
     "sft": "sft:SFTObjective",
     "generative": "generative:generative",
+    "prm": "prm:prm",
 }
 SCALAR_OBJECTIVES = ("bt", "generative")  # one reward per response, trained on comparisons
 
@@ -73,8 +74,9 @@ class TrainConfig:
         "pair you give is trained on (hold some out with this flag or --eval-data).",
         None, group="data", must_match=True)
     format: str = option(
-        "Record shape: auto, explicit, implicit, conversational, rankings, votes or ratings (auto "
-        "detects per record, and a rating table from its columns).",
+        "Record shape: auto, explicit, implicit, conversational, rankings, votes, ratings, or a reward-model "
+        "benchmark's rows: best-of-n (RewardBench 2), rm-bench or judgebench (auto detects per record, and a "
+        "rating table from its columns).",
         "auto", group="data", must_match=True, choices=list(FORMATS))
     skip_invalid: bool = option(
         "Skip invalid records (reported with file:line and counted) instead of failing.", False, group="data")
@@ -131,6 +133,28 @@ class TrainConfig:
     verdict_tokens: str = option(
         "--objective generative: the yes and no answers, YES,NO; each must be one token of the tokenizer "
         "(a leading space is part of the token).", DEFAULT_ANSWERS, group="training", must_match=True)
+    step_separator: str = option(
+        "--objective prm: the token after every step, where the step's reward is read (one token of the "
+        "tokenizer; it is appended by id, so it never merges with the step's text).", "\n", group="training",
+        must_match=True)
+    prm_readout: str = option(
+        "--objective prm: head: a fresh score head read at each separator (exported as token "
+        "classification); tokens: the LM head's log-odds of --prm-tokens at each separator (a causal LM, as "
+        "Math-Shepherd's PRMs).", "head", group="training", must_match=True, choices=["head", "tokens"])
+    prm_tokens: str = option(
+        "--objective prm --prm-readout tokens: the tokens for a right and a wrong step, RIGHT,WRONG, each one "
+        "token of the tokenizer.", "+,-", group="training", must_match=True)
+    prm_last_step_only: bool = option(
+        "--objective prm: train on each solution's last step alone (TRL's train_on_last_step_only).", False,
+        group="training", must_match=True)
+    prm_aggregate: str = option(
+        "--objective prm: how a solution's step rewards become one reward (RewardModel.score, /get_reward, "
+        "/classify, the RL adapters): min, prod, last or mean of the steps' probabilities of being right.",
+        "min", group="training", choices=["min", "prod", "last", "mean"])
+    neutral: str | None = option(
+        "Per-step ratings (-1/0/1, PRM800K-style): neutral (0) steps count as right (positive), as wrong "
+        "(negative), or the solution is cut before its first neutral step (drop-after).", None, group="data",
+        choices=["positive", "negative", "drop-after"])
     target_scaling: str = same_option(AttributeOptions, "target_scaling")
     attribute_weights: str | None = same_option(AttributeOptions, "attribute_weights")
     pair_attribute: str = same_option(AttributeOptions, "pair_attribute")
@@ -268,6 +292,11 @@ def check_objective(cfg: TrainConfig) -> None:
     if cfg.sft_epochs and cfg.objective not in SCALAR_OBJECTIVES:
         raise UsageError(f"{flag('sft_epochs')} applies to {flag('objective')} bt and generative (an SFT stage "
                          f"learns from comparisons' chosen responses), not to {cfg.objective}")
+    if cfg.objective == "prm":
+        if not cfg.train_data:
+            raise UsageError(f"{flag('objective')} prm needs {flag('train_data')}: solutions labelled step by step")
+        _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (not cfg.balance_per_prompt, "balance_per_prompt", "on")))
+        return
     if cfg.objective in SCALAR_OBJECTIVES + ("sft",):
         if cfg.score_column and "," in cfg.score_column or cfg.attributes:
             raise UsageError(f"give one {flag('score_column')} for {flag('objective')} {cfg.objective} "
@@ -325,14 +354,31 @@ class ScorerOptions:
 
 @dataclass
 class EvalConfig(ScorerOptions):
-    """`rewardkit eval MODEL_DIR DATA`."""
+    """`rewardkit eval MODEL_DIR DATA`, or several models side by side: `rewardkit eval A B -- DATA...`."""
 
-    data: str = option("Preference file or HF dataset id.", "", positional=True, metavar="DATA")
+    data: str = option("Preference file, benchmark file (RewardBench 2, RM-Bench, JudgeBench) or HF dataset id; "
+                       "several comma-separated (or after --).", "", positional=True, metavar="DATA")
+    models: str | None = option(
+        "Several models side by side, comma-separated (the same as `rewardkit eval A B -- DATA...`): every model "
+        "on the same files, one table, and for two models the paired difference with a bootstrap interval over "
+        "prompts.", None, metavar="DIRS")
+    bootstrap: int = option("Resamples of the paired bootstrap (two models).", 1000)
+    seed: int = option("Seed of the paired bootstrap.", 0)
     batch_size: int = option("Comparisons per scoring batch.", 32)
 
     def validate(self) -> None:
         super().validate()
-        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1")])
+        check(self, [(self.batch_size >= 1, "batch_size", "must be >= 1"),
+                     (self.bootstrap >= 100, "bootstrap", "must be >= 100")])
+
+    @property
+    def model_dirs(self) -> list[str]:
+        """The models to evaluate: MODEL_DIR (comma-separated), or --models when given."""
+        return [m for m in (self.models or self.model_dir).split(",") if m]
+
+    @property
+    def data_files(self) -> list[str]:
+        return [d for d in self.data.split(",") if d]
     json: bool = option("Print exactly one JSON object on stdout.", False)
     format: str = same_option(TrainConfig, "format", group=None, must_match=False)
     skip_invalid: bool = option("Skip invalid records instead of failing.", False)

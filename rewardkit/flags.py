@@ -82,3 +82,34 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
 def config_of(cls: type, args: argparse.Namespace, yaml_path: str | None = None) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     return build_config(cls, yaml_path, {k: v for k, v in vars(args).items() if k in names})
+
+
+def side_by_side_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``eval A B -- F G`` and ``eval --models A,B F G`` as ``eval A,B F,G``: the MODEL_DIR and DATA
+    positionals take comma-separated lists. argparse drops the ``--`` that separates models from data,
+    so the split is made here, knowing which flags take a value."""
+    if not argv or argv[0] != "eval" or ("--" not in argv and not any(a.split("=")[0] == "--models" for a in argv)):
+        return argv
+    takes_value = {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+    before, after = (argv[1:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv[1:], [])
+    flags, positionals, models, i = [], [], [], 0
+    while i < len(before):
+        arg = before[i]
+        name = arg.split("=", 1)[0]
+        if name == "--models":
+            models += (arg.split("=", 1)[1] if "=" in arg else before[i + 1]).split(",")
+            i += 1 if "=" in arg else 2
+            continue
+        if arg.startswith("-") and arg != "-":
+            flags.append(arg)
+            if "=" not in arg and takes_value.get(name) and i + 1 < len(before):
+                flags.append(before[i + 1])
+                i += 1
+        else:
+            positionals.append(arg)
+        i += 1
+    if "--" in argv:
+        models, data = models + positionals, after
+    else:
+        data = positionals
+    return ["eval", *flags, ",".join(models), ",".join(data)]

@@ -142,9 +142,47 @@ def _decoder_lines(layout: Layout) -> list[str]:
             *_readout_lines(layout, "model(input_ids=ids)", "  # the reward is read at the final token (EOS)")]
 
 
+def _prm_snippet(layout: Layout, model_path: str) -> str:
+    """A process reward model: every step's reward, as `RewardModel.score_steps` computes it."""
+    prm, tok = layout.meta["prm"], layout.tokenizer
+    tokens = prm.get("readout") == "tokens"
+    auto = "AutoModelForCausalLM" if tokens else "AutoModelForTokenClassification"
+    read = (["        logp = logits[pos].float().log_softmax(-1)",
+             f"        value = logp[{prm['token_ids'][0]}] - logp[{prm['token_ids'][1]}]  # log P({prm['tokens'][0]!r}) - "
+             f"log P({prm['tokens'][1]!r})"] if tokens else ["        value = logits[pos, 0].float()"])
+    lines = ["import torch", f"from transformers import {auto}, AutoTokenizer", "",
+             f"MODEL = {model_path!r}  # this directory (or its Hub id once uploaded)",
+             "tok = AutoTokenizer.from_pretrained(MODEL)", f"model = {auto}.from_pretrained(MODEL).eval()",
+             f"MAX_LENGTH, HEAD, SEP = {layout.max_length}, {layout.encoder.head}, {prm['separator_id']}"
+             f"  # SEP: {tokens_comment(tok, [prm['separator_id']])!s}, read after every step", "", "",
+             "def step_rewards(prompt, steps):  # P(step is right) for every step",
+             "    p = tok(prompt, add_special_tokens=False)['input_ids']",
+             "    parts = [tok(s, add_special_tokens=False)['input_ids'] + [SEP] for s in steps]",
+             "    budget, keep = MAX_LENGTH - len(HEAD), len(parts)  # too long: the oldest steps go, then prompt tokens",
+             "    while keep and sum(map(len, parts[len(parts) - keep:])) > budget - min(len(p), budget // 4):",
+             "        keep -= 1",
+             "    kept = parts[len(parts) - max(keep, 1):]",
+             "    p = p[max(0, len(p) - (budget - sum(map(len, kept)))):]",
+             "    ids, positions = HEAD + p, []",
+             "    for part in kept:",
+             "        ids += part",
+             "        positions.append(len(ids) - 1)",
+             "    with torch.no_grad():",
+             "        logits = model(input_ids=torch.tensor([ids])).logits[0]",
+             "    out = [float('nan')] * (len(parts) - len(kept))  # steps left out to fit MAX_LENGTH",
+             "    for pos in positions:", *read,
+             "        out.append(torch.sigmoid(value).item())",
+             "    return out", "", "",
+             f"print(step_rewards('start 3 add 4', ['3 + 4 = 7']))  # the solution's reward: the {prm.get('aggregate', 'min')} "
+             "of these"]
+    return "\n".join(lines) + "\n"
+
+
 def snippet(layout: Layout, model_path: str) -> str | None:
     """Plain-transformers code that reproduces rewardkit's reward for this model, or None (also for an
     SFT model, which has no reward)."""
+    if layout.meta.get("prm"):
+        return _prm_snippet(layout, model_path)
     if layout.sft or (not layout.decoder and not layout.pair_call_ok):
         return None
     body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)

@@ -198,6 +198,29 @@ def _other_tools_text(layout: Layout) -> list[str]:
             "snippet, rewardkit's `RewardModel`, or `rewardkit serve` with its TRL/OpenRLHF/verl adapters."]
 
 
+def _vllm_text(layout: Layout) -> list[str]:
+    """How vLLM serves this export as it is (scalar-head models; a generative model is a causal LM for vLLM)."""
+    if layout.causal_lm or layout.adapter or layout.regression is not None or layout.meta.get("prm"):
+        return []
+    tok, enc = layout.tokenizer, layout.encoder
+    if layout.decoder:
+        eos = tok.convert_ids_to_tokens(enc.tail[-1:])[0] if enc.tail else "the EOS"
+        text = (f"the prompt text, the response text and `{eos}` concatenated (the layout above"
+                + (", with the tokenizer's BOS added by vLLM" if enc.head else "") + ")")
+        request = ('`POST /classify` `{"model": "NAME", "input": TEXT}`; the reward is `data[0].probs[0]` '
+                   "(`/pooling` with `\"task\": \"classify\"` answers the same in `data[0].data[0]`)")
+    else:
+        text = "the prompt and the response as a sentence pair"
+        request = ('`POST /score` `{"model": "NAME", "text_1": PROMPT, "text_2": RESPONSE}` (the cross-encoder '
+                   "route, which encodes them as the tokenizer's pair)")
+    return ["### vLLM", "",
+            f"`vllm serve DIR --runner pooling` (vLLM 0.10.1 or newer) serves this directory as it is. Its "
+            "`config.json` says `problem_type: regression`, so vLLM (0.10.2 or newer) returns the raw reward rather "
+            f"than its sigmoid. Send {text}: {request}. vLLM neither renders chat messages the way rewardkit "
+            f"does nor truncates the prompt first: keep inputs within {layout.max_length} tokens, or use "
+            "`rewardkit serve`, which does both.", ""]
+
+
 def _table(rows: list[tuple[str, Any]], keys: list[str] | None = None) -> list[str]:
     keys = keys or [""] * len(rows)
     return ["| | |", "|---|---|"] + [f"| {k} | {format_metric(key, v)} |" for (k, v), key in zip(rows, keys)]
@@ -317,7 +340,7 @@ def render_card(layout: Layout, model_path: str, name: str, settings: dict[str, 
              "`rewardkit serve DIR` (HTTP, with TRL/OpenRLHF/verl adapters).", "",
              "## Input layout", "", *_layout_text(layout), "",
              *_scoring_text(layout, model_path),
-             "## Other tools", "", *_other_tools_text(layout), "",
+             "## Other tools", "", *_other_tools_text(layout), "", *_vllm_text(layout),
              *_data_text(settings, summary), *_metrics_text(summary), *_settings_text(settings)]
     return "\n".join(parts).rstrip() + "\n"
 

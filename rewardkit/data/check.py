@@ -6,7 +6,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from rewardkit.data.records import Loaded, text_length
+from rewardkit.data.records import Comparison, Loaded, preference_pairs, text_length
 
 
 def _describe(xs: list[int]) -> dict[str, float]:
@@ -19,16 +19,21 @@ def _describe(xs: list[int]) -> dict[str, float]:
 
 def data_report(loaded: Loaded, source: str) -> dict[str, Any]:
     """Counts, character-length statistics, duplicates, chosen-longer rate, pairs per prompt,
-    records without a preference and invalid records."""
+    benchmark rows, records without a preference and invalid records.
+
+    Pairs are the ones each comparison states (`preference_pairs`), the ones `rewardkit data convert`
+    writes: a ranking's every i < j, but a benchmark row's chosen-vs-rejected pairs only (two chosen
+    answers of a best-of-N row are not a preference).
+    """
     comps = loaded.comparisons
     sizes = Counter(len(c.responses) for c in comps)
     prompts = Counter(c.prompt_key() for c in comps)
+    stated = [preference_pairs(c) for c in comps]
     prompt_pairs: Counter[str] = Counter()
-    for c in comps:
-        prompt_pairs[c.prompt_key()] += len(c.responses) * (len(c.responses) - 1) // 2
-    keys = Counter((c.prompt_key(), tuple(str(r) for r in c.responses)) for c in comps)
-    pairs = [(c.responses[i], c.responses[j]) for c in comps
-             for i in range(len(c.responses)) for j in range(i + 1, len(c.responses))]
+    for c, ij in zip(comps, stated):
+        prompt_pairs[c.prompt_key()] += len(ij)
+    keys = Counter((c.prompt_key(), tuple(str(r) for r in c.responses), c.bench and c.bench.label) for c in comps)
+    pairs = [(c.responses[i], c.responses[j]) for c, ij in zip(comps, stated) for i, j in ij]
     longer = sum(text_length(a) > text_length(b) for a, b in pairs)
     return {
         "file": source,
@@ -45,6 +50,7 @@ def data_report(loaded: Loaded, source: str) -> dict[str, Any]:
         "chosen_longer_rate": longer / len(pairs) if pairs else None,
         "with_margin": sum(c.margin is not None for c in comps),
         "subsets": dict(Counter(c.subset for c in comps if c.subset is not None)),
+        "benchmarks": benchmark_counts(comps),
         "no_preference": len(loaded.dropped),
         "no_preference_records": [str(p) for p in loaded.dropped[:20]],
         "notes": list(loaded.notes),
@@ -53,10 +59,35 @@ def data_report(loaded: Loaded, source: str) -> dict[str, Any]:
     }
 
 
+def benchmark_counts(comps: list[Comparison]) -> dict[str, dict[str, Any]]:
+    """Per benchmark kind (`BenchmarkRow.kind`): its rows, rows per subset, rows per count of chosen +
+    rejected responses, and for JudgeBench rows per label (how often response_A is the better one)."""
+    rows: Counter[str] = Counter()
+    counts: dict[str, dict[str, Counter[str]]] = {}
+    for c in comps:
+        b = c.bench
+        if b is None:
+            continue
+        rows[b.kind] += 1
+        kind = counts.setdefault(b.kind, {"subsets": Counter(), "chosen+rejected": Counter()})
+        if c.subset is not None:
+            kind["subsets"][c.subset] += 1
+        kind["chosen+rejected"][f"{b.chosen}+{len(c.responses) - b.chosen}"] += 1
+        if b.label is not None:
+            kind.setdefault("labels", Counter())[b.label] += 1
+    return {name: {"rows": rows[name], **{key: dict(sorted(v.items())) for key, v in counts[name].items()}}
+            for name in sorted(rows)}
+
+
 def print_report(r: dict[str, Any]) -> None:
     print(f"{r['file']}: {r['records']} records -> {r['comparisons']} comparisons "
           f"({r['pairs']} pairs), {r['prompts']} distinct prompts")
     print(f"  responses per comparison   {r['responses_per_comparison']}")
+    for kind, b in r["benchmarks"].items():
+        labels = f", labels {b['labels']}" if "labels" in b else ""
+        print(f"  {kind + ' rows':<27}{b['rows']} (chosen+rejected per row {b['chosen+rejected']}{labels})")
+        if b["subsets"] and b["subsets"] != r["subsets"]:  # a file of one benchmark: the subsets line below
+            print(f"    subsets                  {b['subsets']}")
     for note in r["notes"]:
         print(f"  {note}")
     print(f"  comparisons per prompt     {r['comparisons_per_prompt']}")

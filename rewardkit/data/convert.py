@@ -4,7 +4,9 @@
     convert_data(DataConvertConfig(input="feedback.csv", output="pairs.jsonl", hi=4, lo=4))
 
 Rating tables, rankings, votes and every pair shape become ``{prompt, chosen, rejected[, margin]}``
-pairs and ``{prompt, responses, scores}`` rankings (`rewardkit.data.formats.comparison_records`).
+pairs and ``{prompt, responses, scores}`` rankings (`rewardkit.data.formats.comparison_records`). A
+benchmark's row becomes the pairs it states (best-of-N: each chosen with each rejected answer;
+RM-Bench: the three same-style pairs; JudgeBench: better, worse by its label), never a ranking.
 """
 
 from __future__ import annotations

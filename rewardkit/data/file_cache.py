@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from rewardkit.data.loading import load_comparisons, paused_gc, settle
 from rewardkit.data.ratings import RatingOptions
-from rewardkit.data.records import Comparison, Loaded, Problem
+from rewardkit.data.records import BenchmarkRow, Comparison, Loaded, Problem
 from rewardkit.version import __version__
 
 
@@ -124,15 +124,18 @@ _FIELDS = ("prompt", "responses", "margin", "scores", "subset", "source", "order
 
 
 def _pack(loaded: Loaded) -> dict[str, Any]:
-    return {"format": "loaded-1", "records": loaded.records, "notes": list(loaded.notes),
-            "comparisons": [tuple(getattr(c, f) for f in _FIELDS) for c in loaded.comparisons],
+    return {"format": "loaded-2", "records": loaded.records, "notes": list(loaded.notes),
+            "comparisons": [(*(getattr(c, f) for f in _FIELDS),
+                             None if c.bench is None else (c.bench.kind, c.bench.chosen, c.bench.id, c.bench.label))
+                            for c in loaded.comparisons],
             "problems": [(p.where, p.reason) for p in loaded.problems],
             "dropped": [(p.where, p.reason) for p in loaded.dropped]}
 
 
 def _unpack(data: dict[str, Any]) -> Loaded:
-    if data.get("format") != "loaded-1":
+    if data.get("format") != "loaded-2":
         raise ValueError("unknown entry format")
-    return Loaded(comparisons=[Comparison(*row) for row in data["comparisons"]],
+    return Loaded(comparisons=[Comparison(*row[:-1], bench=None if row[-1] is None else BenchmarkRow(*row[-1]))
+                               for row in data["comparisons"]],
                   problems=[Problem(*p) for p in data["problems"]], records=data["records"],
                   dropped=[Problem(*p) for p in data["dropped"]], notes=list(data["notes"]))

@@ -14,6 +14,14 @@ Multi-annotator records (``votes``)::
 Each vote is "a", "b" or "tie" (case-insensitive). The majority of the a/b votes decides which
 response is chosen; equal a/b counts (tie votes only abstain) give no preference (`NoPreference`).
 
+Reward-model benchmarks' own rows, each one `Comparison` whose ``bench`` (`BenchmarkRow`) says how to
+score it, since their responses are not best first: RewardBench 2 best-of-N ``{prompt, chosen: [...],
+rejected: [...], subset, id, num_correct}``; RM-Bench ``{prompt, chosen: [3], rejected: [3], domain}``
+(styles concise, detailed, markdown); JudgeBench ``{question, response_A, response_B, label: "A>B" |
+"B>A", source, pair_id}``. Auto-detection takes lists of strings for chosen/rejected as a benchmark
+row (lists of ``{role, content}`` messages stay a conversation): RM-Bench when the row has ``domain``
+or 3 + 3 responses and no ``num_correct``, else best-of-N. Their errors name the shape assumed.
+
 Every unusable record raises `RecordError` with a human-readable reason; the loader adds file:line.
 """
 
@@ -21,13 +29,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
-from rewardkit.data.records import Comparison, Text
-from rewardkit.errors import NoPreference, RecordError
+from rewardkit.data.records import BENCHMARK_KINDS, BenchmarkRow, Comparison, Text, preference_pairs
+from rewardkit.errors import DataError, NoPreference, RecordError
 
 ASSISTANT_MARKER = "\n\nAssistant:"
-FORMATS = ("auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings")
+FORMATS = ("auto", "explicit", "implicit", "conversational", "rankings", "votes", "ratings", *BENCHMARK_KINDS)
 ALIASES = {"positive": "chosen", "negative": "rejected", "response_j": "chosen",
            "response_k": "rejected", "question": "prompt", "instruction": "prompt"}
 
@@ -101,8 +110,6 @@ def _shared_prompt(chosen: Text, rejected: Text) -> tuple[Text, Text, Text]:
 def transcript_messages(text: str) -> list[dict[str, str]]:
     """An hh-rlhf transcript ("\n\nHuman: ...\n\nAssistant: ...") as chat messages, each turn's text
     stripped of the space after its marker; text before the first marker is refused."""
-    import re
-
     parts = re.split(r"\n\n(Human|Assistant):", text)
     if parts[0].strip():
         raise RecordError("text before the first '\\n\\nHuman:' or '\\n\\nAssistant:' turn")
@@ -155,17 +162,9 @@ def parse_record(raw: Any, fmt: str = "auto", where: str = "") -> list[Compariso
     for alias, canon in ALIASES.items():
         if alias in rec and canon not in rec:
             rec[canon] = rec.pop(alias)
-    if fmt == "auto":
-        if "votes" in rec:
-            fmt = "votes"
-        elif "responses" in rec or "ranking" in rec:
-            fmt = "rankings"
-        elif isinstance(rec.get("chosen"), list) or isinstance(rec.get("prompt"), list):
-            fmt = "conversational"
-        elif "prompt" in rec:
-            fmt = "explicit"
-        else:
-            fmt = "implicit"
+    forced = fmt != "auto"
+    if not forced:
+        fmt = detect_format(rec)
     subset = rec.get("subset")
     if subset is not None and not isinstance(subset, str):
         raise RecordError(f"field 'subset' must be a string, got {type(subset).__name__}")
@@ -177,33 +176,66 @@ def parse_record(raw: Any, fmt: str = "auto", where: str = "") -> list[Compariso
         comp = _parse_ranking(rec)
     elif fmt == "votes":
         comp = _parse_votes(rec)
+    elif fmt in BENCHMARK_KINDS:
+        comp = _parse_benchmark(rec, raw, fmt, forced)
     else:
-        for name in ("chosen", "rejected"):
-            if name not in rec:
-                present = ", ".join(sorted(raw)) or "none"
-                raise RecordError(f"missing field '{name}' (fields present: {present})")
-        messages = fmt == "conversational"
-        chosen = check_text(rec["chosen"], "chosen", allow_messages=messages or fmt == "auto")
-        rejected = check_text(rec["rejected"], "rejected", allow_messages=messages or fmt == "auto")
-        implicit = fmt == "implicit" or "prompt" not in rec
-        if implicit:
-            # An empty final assistant turn is a real answer (saying nothing), not a broken record:
-            # hh-rlhf has chosen transcripts that end in an empty "Assistant:" turn.
-            prompt, chosen, rejected = _shared_prompt(chosen, rejected)
-        else:
-            prompt = check_text(rec["prompt"], "prompt", allow_messages=True)
-        if isinstance(prompt, list) or isinstance(chosen, list) or isinstance(rejected, list):
-            prompt, chosen, rejected = _as_messages(prompt, "user"), _as_messages(chosen), _as_messages(rejected)
-        for name, r in (("chosen", chosen), ("rejected", rejected)):
-            if not implicit and _empty_response(r):
-                raise RecordError(f"field '{name}' has an empty response")
-        if chosen == rejected:
-            raise RecordError("chosen and rejected are identical")
-        margin = _number(rec["margin"], "margin") if rec.get("margin") is not None else None
-        comp = Comparison(prompt=prompt, responses=[chosen, rejected], margin=margin)
-    comp.subset = subset
+        comp = _parse_pair(rec, raw, fmt)
+    if comp.bench is None:
+        comp.subset = subset
     comp.source = where
     return [comp]
+
+
+def detect_format(rec: dict[str, Any]) -> str:
+    """The shape of one record (aliases applied) for ``--format auto``: the first of votes, JudgeBench,
+    rankings, a benchmark's string lists (RM-Bench or best-of-N), conversational, explicit, implicit."""
+    if "votes" in rec:
+        return "votes"
+    if "response_A" in rec and "response_B" in rec and "prompt" in rec:
+        return "judgebench"
+    if "responses" in rec or "ranking" in rec:
+        return "rankings"
+    chosen, rejected = rec.get("chosen"), rec.get("rejected")
+    if _answer_list(chosen) and _answer_list(rejected) and any(isinstance(x, str) for x in chosen + rejected):
+        if "domain" in rec or (len(chosen) == len(rejected) == 3 and rec.get("num_correct") is None):
+            return "rm-bench"
+        return "best-of-n"
+    if isinstance(chosen, list) or isinstance(rec.get("prompt"), list):
+        return "conversational"
+    return "explicit" if "prompt" in rec else "implicit"
+
+
+def _answer_list(value: Any) -> bool:
+    """A list that is no message list (holds no objects): a benchmark's list of answers, even with a
+    bad item, so that its error names the benchmark rather than chat messages."""
+    return isinstance(value, list) and not any(isinstance(x, dict) for x in value)
+
+
+def _parse_pair(rec: dict[str, Any], raw: dict[str, Any], fmt: str) -> Comparison:
+    """A chosen/rejected pair: explicit, implicit (prompt = shared transcript prefix) or conversational."""
+    for name in ("chosen", "rejected"):
+        if name not in rec:
+            present = ", ".join(sorted(raw)) or "none"
+            raise RecordError(f"missing field '{name}' (fields present: {present})")
+    messages = fmt == "conversational"
+    chosen = check_text(rec["chosen"], "chosen", allow_messages=messages or fmt == "auto")
+    rejected = check_text(rec["rejected"], "rejected", allow_messages=messages or fmt == "auto")
+    implicit = fmt == "implicit" or "prompt" not in rec
+    if implicit:
+        # An empty final assistant turn is a real answer (saying nothing), not a broken record:
+        # hh-rlhf has chosen transcripts that end in an empty "Assistant:" turn.
+        prompt, chosen, rejected = _shared_prompt(chosen, rejected)
+    else:
+        prompt = check_text(rec["prompt"], "prompt", allow_messages=True)
+    if isinstance(prompt, list) or isinstance(chosen, list) or isinstance(rejected, list):
+        prompt, chosen, rejected = _as_messages(prompt, "user"), _as_messages(chosen), _as_messages(rejected)
+    for name, r in (("chosen", chosen), ("rejected", rejected)):
+        if not implicit and _empty_response(r):
+            raise RecordError(f"field '{name}' has an empty response")
+    if chosen == rejected:
+        raise RecordError("chosen and rejected are identical")
+    margin = _number(rec["margin"], "margin") if rec.get("margin") is not None else None
+    return Comparison(prompt=prompt, responses=[chosen, rejected], margin=margin)
 
 
 def _parse_ranking(rec: dict[str, Any]) -> Comparison:
@@ -282,14 +314,143 @@ def _parse_votes(rec: dict[str, Any]) -> Comparison:
     return Comparison(prompt=prompt, responses=responses)
 
 
+BENCHMARK_SHAPES = {"best-of-n": "RewardBench-2 best-of-N", "rm-bench": "RM-Bench", "judgebench": "JudgeBench"}
+RM_BENCH_STYLES = ("concise", "detailed", "markdown")
+JUDGEBENCH_LABELS = ("A>B", "B>A")
+BEST_OF_N_COUNTS = (("num_correct", "'chosen' has"), ("num_incorrect", "'rejected' has"),
+                    ("total_completions", "'chosen' and 'rejected' have"))
+
+
+def _bench_error(note: str, name: str, reason: str) -> RecordError:
+    return RecordError(f"field '{name}' ({note}): {reason}")
+
+
+def _parse_benchmark(rec: dict[str, Any], raw: dict[str, Any], kind: str, forced: bool) -> Comparison:
+    """A benchmark's row (see the module doc) as one comparison: its responses as the row lists them
+    (chosen then rejected; JudgeBench's A then B) and a `BenchmarkRow` saying which are chosen."""
+    note = f"{BENCHMARK_SHAPES[kind]} row" + (f", --format {kind}" if forced else " assumed")
+    if kind == "judgebench":
+        return _parse_judgebench(rec, raw, note)
+    prompt = _bench_prompt(rec, raw, "prompt", note)
+    want = len(RM_BENCH_STYLES) if kind == "rm-bench" else None
+    chosen, rejected = (_bench_answers(rec, raw, name, want, note) for name in ("chosen", "rejected"))
+    subset, row_id = rec.get("subset"), _row_id(rec, "id", note)
+    if kind == "rm-bench":
+        domain = rec.get("domain")
+        if domain is not None and not isinstance(domain, str):
+            raise _bench_error(note, "domain", f"must be a string, got {type(domain).__name__}")
+        subset = domain if domain is not None else subset
+    else:
+        counts = (len(chosen), len(rejected), len(chosen) + len(rejected))
+        for (name, what), have in zip(BEST_OF_N_COUNTS, counts):
+            value = rec.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise _bench_error(note, name, f"must be an integer, got {_shown(value)}")
+            if value is not None and value != have:
+                raise _bench_error(note, name, f"is {value!r}, but {what} {have} response(s)")
+        if subset == "Ties" and not re.fullmatch(r"(ref|tied):\d+", row_id or ""):
+            raise _bench_error(note, "id", "a Ties row needs an id 'ref:<n>' or 'tied:<n>' (its scoring groups "
+                               f"rows by it), got {_shown(rec.get('id'))}")
+    responses: list[Text] = [*chosen, *rejected]
+    if isinstance(prompt, list):
+        responses = [_as_messages(r) for r in responses]
+    return Comparison(prompt=prompt, responses=responses, subset=subset,
+                      bench=BenchmarkRow(kind, chosen=len(chosen), id=row_id))
+
+
+def _parse_judgebench(rec: dict[str, Any], raw: dict[str, Any], note: str) -> Comparison:
+    """``{question, response_A, response_B, label}``: the responses in the record's order, the label kept."""
+    prompt = _bench_prompt(rec, raw, "question" if "question" in raw or "prompt" not in raw else "prompt", note)
+    responses: list[Text] = [_bench_str(rec.get(name), name, raw, note) for name in ("response_A", "response_B")]
+    if "label" not in rec:
+        raise _missing(note, "label", raw)
+    label = rec["label"]
+    if not isinstance(label, str) or label not in JUDGEBENCH_LABELS:
+        raise _bench_error(note, "label", f'must be "A>B" or "B>A", got {_shown(label)}')
+    source = rec.get("source")
+    if source is not None and not isinstance(source, str):
+        raise _bench_error(note, "source", f"must be a string, got {type(source).__name__}")
+    if isinstance(prompt, list):
+        responses = [_as_messages(r) for r in responses]
+    return Comparison(prompt=prompt, responses=responses, subset=source if source is not None else rec.get("subset"),
+                      bench=BenchmarkRow("judgebench", chosen=1, id=_row_id(rec, "pair_id", note), label=label))
+
+
+def _missing(note: str, name: str, raw: dict[str, Any]) -> RecordError:
+    return _bench_error(note, name, f"missing (fields present: {', '.join(sorted(raw)) or 'none'})")
+
+
+def _bench_prompt(rec: dict[str, Any], raw: dict[str, Any], name: str, note: str) -> Text:
+    """A benchmark row's prompt: a string, or chat messages (the responses then become messages too)."""
+    value = rec.get("prompt")
+    if isinstance(value, list):
+        return _check_messages(value, name)
+    return _bench_str(value, name, raw, note)
+
+
+def _bench_str(value: Any, name: str, raw: dict[str, Any], note: str) -> str:
+    if value is None:
+        raise _missing(note, name, raw)
+    if not isinstance(value, str):
+        raise _bench_error(note, name, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise _bench_error(note, name, "is empty")
+    return value
+
+
+def _bench_answers(rec: dict[str, Any], raw: dict[str, Any], name: str, want: int | None, note: str) -> list[str]:
+    """A benchmark row's chosen or rejected answers: a list of non-empty strings, ``want`` of them
+    (RM-Bench's three styles) or at least one."""
+    value = rec.get(name)
+    if value is None:
+        raise _missing(note, name, raw)
+    if not isinstance(value, list):
+        raise _bench_error(note, name, f"must be a list of strings, got {type(value).__name__}")
+    if want is not None and len(value) != want:
+        raise _bench_error(note, name, f"needs {want} responses ({', '.join(RM_BENCH_STYLES)}), got {len(value)}")
+    if not value:
+        raise _bench_error(note, name, "is an empty list (a row needs at least 1 response on each side)")
+    for i, x in enumerate(value):
+        if not isinstance(x, str):
+            kind = "null" if x is None else type(x).__name__
+            raise _bench_error(note, name, f"item {i} must be a string, got {kind}")
+        if not x.strip():
+            raise _bench_error(note, name, f"item {i} is empty")
+    return list(value)
+
+
+def _row_id(rec: dict[str, Any], name: str, note: str) -> str | None:
+    value = rec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _bench_error(note, name, f"must be a string or an integer, got {type(value).__name__}")
+    return str(value)
+
+
+def _shown(value: Any) -> str:
+    """A value's type and its start, for messages about values of the wrong kind."""
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:40] + '...'}"
+
+
 def comparison_records(comp: Comparison, to: str = "auto", margin_scale: float = 1.0) -> list[dict[str, Any]]:
     """Explicit JSON records for one comparison, in shapes every loader here reads back.
 
     ``to="auto"``: K = 2 -> one pair, K > 2 -> one ranking; ``"pairs"``: all C(K,2) pairs, best
     first, margin = score gap x ``margin_scale`` when the ranking has scores; ``"rankings"``: one
-    ranking record (``responses`` + ``scores`` when scored, else an ordered ``ranking``).
+    ranking record (``responses`` + ``scores`` when scored, else an ordered ``ranking``). A benchmark
+    row is always its stated pairs (`preference_pairs`): it names chosen responses, not an order of all.
     """
     extra = {"subset": comp.subset} if comp.subset is not None else {}
+    if comp.bench is not None:
+        if to == "rankings":
+            raise DataError(f"{comp.source}: a {comp.bench.kind} benchmark row is not a ranking (it says which "
+                            "responses are chosen, not an order of them all): convert it with --to pairs or auto")
+        return [{"prompt": comp.prompt, "chosen": comp.responses[i], "rejected": comp.responses[j], **extra}
+                for i, j in preference_pairs(comp)]
     k = len(comp.responses)
     if to == "rankings" or (to == "auto" and k > 2):
         if comp.scores is not None:

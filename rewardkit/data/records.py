@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from rewardkit.errors import DataError
 
@@ -29,6 +30,26 @@ def text_key(t: Text) -> str:
 def text_length(t: Text) -> int:
     """Characters of a text, or of a message list's contents (length statistics, length bias)."""
     return len(t) if isinstance(t, str) else sum(len(m["content"]) for m in t)
+
+
+BENCHMARK_KINDS = ("best-of-n", "rm-bench", "judgebench")
+
+
+@dataclass
+class BenchmarkRow:
+    """What a benchmark's row says beyond its responses, for scoring it the benchmark's own way.
+
+    best-of-n (RewardBench 2): ``responses`` are the chosen answers then the rejected ones; ``chosen`` of
+    them are chosen (``num_correct``), ``id`` is the row's id (the Ties subset groups rows by it).
+    rm-bench: ``responses`` are the 3 chosen then the 3 rejected answers, each in the styles concise,
+    detailed, markdown. judgebench: ``responses`` are response_A and response_B in that order and
+    ``label`` is "A>B" or "B>A"; ``chosen`` is 1 and the comparison's ``subset`` is the row's source.
+    """
+
+    kind: str  # one of BENCHMARK_KINDS
+    chosen: int  # the first `chosen` responses are chosen, the rest rejected
+    id: str | None = None
+    label: str | None = None  # judgebench only
 
 
 def input_kind(comps: "list[Comparison]") -> str:
@@ -51,6 +72,9 @@ class Comparison:
     # A ranking given as {responses, scores} is stored best first; order[i] is the record's index of
     # responses[i], so results can be written back in the record's own order.
     order: list[int] | None = None
+    # A benchmark's row (RewardBench 2, RM-Bench, JudgeBench): not a ranking; scored by its own rules
+    # (`rewardkit.evaluation.benchmarks`), never trained on as it is.
+    bench: BenchmarkRow | None = None
 
     @property
     def chosen(self) -> Text:
@@ -72,6 +96,27 @@ class Comparison:
     def prompt_key(self) -> str:
         """A hashable identity of the prompt, used for prompt-disjoint splits and grouping."""
         return text_key(self.prompt)
+
+
+def preference_pairs(c: Comparison) -> list[tuple[int, int]]:
+    """The (better, worse) response indices a comparison states, so that counting, converting and pair
+    statistics never read a benchmark row as a ranking: every i < j of a ranking (best first); of a
+    benchmark row, each chosen with each rejected (best-of-n), the three same-style pairs (rm-bench),
+    or response_A and response_B in the labelled order (judgebench)."""
+    k, b = len(c.responses), c.bench
+    if b is None:
+        return [(i, j) for i in range(k) for j in range(i + 1, k)]
+    if b.kind == "judgebench":
+        return [(0, 1)] if b.label == "A>B" else [(1, 0)]
+    if b.kind == "rm-bench":
+        return [(s, s + b.chosen) for s in range(b.chosen)]
+    return [(i, j) for i in range(b.chosen) for j in range(b.chosen, k)]
+
+
+def is_benchmark(comparisons: Iterable[Comparison]) -> str | None:
+    """The kind of the first benchmark row among ``comparisons``, or None: for callers that read
+    ``responses`` as best first and must refuse such rows or route them to benchmark scoring."""
+    return next((c.bench.kind for c in comparisons if c.bench is not None), None)
 
 
 @dataclass

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rewardkit.config import EvalConfig
+from rewardkit.data.records import is_benchmark
 from rewardkit.errors import UsageError
+from rewardkit.evaluation.scorer import load_scorer
 
 HEADLINE = ["accuracy", "pairs", "mean_margin", "median_margin", "loss", "ece", "brier", "chosen_reward_mean",
             "rejected_reward_mean", "chosen_longer_rate", "prefers_longer_rate", "accuracy_chosen_longer",
@@ -50,14 +52,6 @@ def metrics_table(m: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def load_scorer(cfg: Any) -> Any:
-    """The `RewardModel` a scoring config (`rewardkit.config.ScorerOptions`) describes."""
-    from rewardkit.model.reward_model import RewardModel
-
-    return RewardModel.from_pretrained(cfg.model_dir, max_length=cfg.max_length, prefix_sharing=cfg.prefix_sharing,
-                                       dtype=cfg.dtype, packing=cfg.packing)
-
-
 def _sections(path: str | None, present: set[str | None], data: str) -> Any:
     """The --sections mapping, validated; a note for subsets the data does not have."""
     from rewardkit.evaluation.metrics import check_sections
@@ -75,10 +69,14 @@ def _sections(path: str | None, present: set[str | None], data: str) -> Any:
 
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
-    """Score ``cfg.data`` with the model in ``cfg.model_dir`` and measure it (see the module doc)."""
+    """Score ``cfg.data`` with the model in ``cfg.model_dir`` and measure it (see the module doc); several
+    models or files are `rewardkit.evaluation.side_by_side.compare_models`'s."""
     from rewardkit.evaluation.rated import eval_rated
 
     cfg.validate()
+    if len(cfg.model_dirs) > 1 or len(cfg.data_files) > 1:
+        raise UsageError("evaluate takes one model and one data file; several go side by side: "
+                         "rewardkit.evaluation.side_by_side.compare_models (rewardkit eval A B -- DATA...)")
     if not Path(cfg.model_dir).is_dir():
         raise UsageError(f"MODEL_DIR: {cfg.model_dir} is not a directory")
     rated = eval_rated(cfg, load_scorer)  # a regression model on a rating table
@@ -99,10 +97,36 @@ def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
     loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
     if loaded.problems:
         print(describe_problems(loaded.problems, cfg.data) + "\n(skipped: --skip-invalid)", file=sys.stderr)
-    sections = _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
+    kind = is_benchmark(loaded.comparisons)
+    sections = None if kind else _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
     rm = load_scorer(cfg)
     with tqdm(total=len(loaded.comparisons), desc="score", disable=not progress, unit="cmp") as bar:
         rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
+    if kind:  # a benchmark's rows, scored by its own rules
+        from rewardkit.evaluation.benchmark_report import benchmark_table, write_benchmark_report
+        from rewardkit.evaluation.side_by_side import file_metrics
+
+        metrics = {**file_metrics(loaded.comparisons, rewards), "skipped": len(loaded.problems)}
+        page = partial(write_benchmark_report, metrics=metrics)
+        return EvalResult(metrics, page, lambda: benchmark_table(metrics, cfg.data))
     metrics = {**pair_metrics(pairs_of(loaded.comparisons, rewards), sections), "skipped": len(loaded.problems)}
     page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
     return EvalResult(metrics, page, lambda: metrics_table(metrics, f"{cfg.data} ({metrics['pairs']} pairs):"))
+
+
+def run_eval(cfg: EvalConfig) -> str:
+    """`rewardkit eval`: one model (`evaluate`) or several side by side (`compare_models`); the report
+    written when asked (its path said on stderr); returns what the command prints (``--json``: one object)."""
+    from rewardkit.evaluation.side_by_side import compare_models, write_side_by_side_report
+
+    if len(cfg.model_dirs) > 1 or len(cfg.data_files) > 1:
+        side = compare_models(cfg)
+        if cfg.report:
+            page = write_side_by_side_report(cfg.report, side, {"models": ", ".join(side.models), "data": cfg.data})
+            print(f"report: {page}", file=sys.stderr)
+        return json.dumps(side.to_dict()) if cfg.json else side.table()
+    result = evaluate(cfg)
+    if cfg.report:
+        page = result.write_report(cfg.report, details={"model": cfg.model_dir, "data": cfg.data})
+        print(f"report: {page}", file=sys.stderr)
+    return json.dumps(result.metrics) if cfg.json else result.table()

@@ -15,7 +15,7 @@ import torch
 from rewardkit.data.records import Comparison
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.evaluation.metrics import pair_metrics, pairs_of
-from rewardkit.model.net import score_encoded
+from rewardkit.model.net import score_encoded, score_steps_encoded
 
 
 def shard_indices(n: int, accelerator: Any) -> tuple[list[int], int]:
@@ -66,3 +66,22 @@ def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Seq
     """Pairwise metrics of the held-out comparisons (`score_sharded`), and their rewards."""
     rewards = score_sharded(net, encoded, pad_id, batch_size, accelerator, share_prefix, pack)
     return pair_metrics(pairs_of(comps, rewards)), rewards
+
+
+def score_steps_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int,
+                        accelerator: Any) -> list[list[float]]:
+    """A process reward model's step logits for every solution, in input order, on every process (each
+    scores every ``world``-th solution; the results are gathered, as `score_sharded`)."""
+    from accelerate.utils import gather_object
+
+    mine, _ = shard_indices(len(encoded), accelerator)
+    was_training = net.training
+    net.eval()
+    with accelerator.autocast():
+        outputs = score_steps_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device)
+    net.train(was_training)
+    pairs = list(zip(mine, outputs))
+    if accelerator.num_processes > 1:
+        pairs = gather_object(pairs)
+    by_index = dict(pairs)
+    return [by_index[i] for i in range(len(encoded))]

@@ -67,6 +67,8 @@ def scored_records(jobs: list[Job], rewards: list[list[float]], attributes: list
             add_attributes(rec, kind, raw, payload, attributes[n])
         if kind == "single":
             rec["reward"] = r[0]
+            if len(r) > 1:  # a process reward model: the aggregate, then every step's reward
+                rec["step_rewards"] = r[1:]
         elif len(r) == 2 and ("chosen" in raw or "positive" in raw or "response_j" in raw):
             rec["chosen_reward"], rec["rejected_reward"] = r
         else:  # rankings: one reward per response, in the record's own order
@@ -79,7 +81,7 @@ def score_file(cfg: ScoreConfig, progress: bool | None = None) -> int:
     number of records. ``progress``: a bar on stderr (default: when written to a file or a terminal)."""
     from tqdm.auto import tqdm
 
-    from rewardkit.evaluation.evaluate import load_scorer
+    from rewardkit.evaluation.scorer import load_scorer
 
     cfg.validate()
     jobs = score_jobs(cfg.input)

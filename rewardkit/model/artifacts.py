@@ -50,7 +50,30 @@ def model_meta(max_length: int, loss: str, **extra: Any) -> dict[str, Any]:
 def is_causal_lm_meta(meta: dict[str, Any]) -> bool:
     """A saved model that keeps its language-model head (SFT, generative reward models): it loads with
     ``AutoModelForCausalLM``; every other rewardkit model with ``AutoModelForSequenceClassification``."""
-    return meta.get("objective") in CAUSAL_LM_OBJECTIVES
+    return meta.get("objective") in CAUSAL_LM_OBJECTIVES or (meta.get("prm") or {}).get("readout") == "tokens"
+
+
+def as_token_classification(model: nn.Module, state_dict: dict[str, torch.Tensor] | None
+                            ) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """A process reward model's head read at every step: saved as the family's token classifier where its
+    weights are the sequence classifier's (Llama, Qwen2, Mistral, ...: ``model.*`` and ``score``, plus a
+    bias, written as zeros), so ``AutoModelForTokenClassification`` gives every token's reward. Other
+    families keep the sequence classifier (the card's snippet reads the head per token itself)."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    name = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(model.config.model_type)
+    if not name or not isinstance(name, str):
+        return state_dict, None
+    state = dict(state_dict if state_dict is not None else model.state_dict())
+    with torch.device("meta"):
+        skeleton = AutoModelForTokenClassification.from_config(model.config)
+    wanted = set(skeleton.state_dict())
+    if "score.bias" in wanted and "score.bias" not in state:
+        state["score.bias"] = torch.zeros(model.config.num_labels, dtype=state["score.weight"].dtype)
+    if set(state) != wanted:
+        return state_dict, None
+    return state, name
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -71,7 +94,19 @@ def save_model(model: nn.Module, tokenizer: Any, out_dir: str | Path, meta: dict
     """
     inner = unwrap(model)
     inner.config.rewardkit = meta
+    if not is_causal_lm_meta(meta) and int(getattr(inner.config, "num_labels", 1)) == 1:
+        # vLLM's pooling runner applies a sigmoid to a 1-output classifier unless it is a regression: the
+        # reward would come back squashed into (0, 1). transformers reads problem_type only for a loss.
+        inner.config.problem_type = "regression"
+    token_cls = None
+    if (meta.get("prm") or {}).get("readout") == "head":
+        state_dict, token_cls = as_token_classification(inner, state_dict)
     inner.save_pretrained(str(out_dir), safe_serialization=True, state_dict=state_dict)
+    if token_cls:  # save_pretrained writes the live class's name
+        config_file = Path(out_dir) / "config.json"
+        config = json.loads(config_file.read_text())
+        config["architectures"] = [token_cls]
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(out_dir))
 
 

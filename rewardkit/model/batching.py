@@ -397,3 +397,26 @@ def collate_for(items: list[Encoded], pad_id: int, share_prefix: bool, pack: boo
 def batch_length(e: Encoded, share_prefix: bool) -> int:
     """The padded width ``e`` needs: its packed row, or its longest response row."""
     return packed_length(e) if share_prefix else e.longest
+
+
+def collate_steps(items: list[Encoded], pad_id: int, last_only: bool = False) -> Batch:
+    """Process-reward batches: one right-padded row per solution, read at every kept step's separator
+    (`rewardkit.encoding.steps.StepEncoded.positions`; with ``last_only``, the last step's alone, TRL's
+    ``train_on_last_step_only``), the steps' labels as ``targets`` (1.0 right, 0.0 wrong) when known.
+
+    Worked example: a solution ``p0 p1 s0 s0 SEP s1 SEP`` (positions [4, 6], labels [True, False]) gives
+    ``reward_row = [0, 0]``, ``reward_col = [4, 6]``, ``targets = [1.0, 0.0]``.
+    """
+    batch = collate([Encoded(e.input_ids[:1], None, e.prompt_len, e.truncated) for e in items], pad_id)
+    rows, cols, targets = [], [], []
+    for i, e in enumerate(items):
+        positions = list(getattr(e, "positions", None) or [])
+        labels = getattr(e, "labels", None)
+        chosen = range(len(positions) - 1, len(positions)) if last_only else range(len(positions))
+        rows += [i] * len(chosen)
+        cols += [positions[k] for k in chosen]
+        if labels is not None:
+            targets += [float(labels[k]) for k in chosen]
+    batch.reward_row, batch.reward_col = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+    batch.targets = torch.tensor(targets) if len(targets) == len(rows) and rows else None
+    return batch

@@ -195,3 +195,22 @@ def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch
         if progress is not None:
             progress.update(len(idx))
     return out
+
+
+@torch.inference_mode()
+def score_steps_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch_size: int,
+                        device: torch.device) -> list[list[float]]:
+    """A process reward model's value at every kept step's separator, per solution, in input order
+    (`rewardkit.model.batching.collate_steps`): logits (sigmoid for the probability the step is right)."""
+    from rewardkit.model.batching import collate_steps
+
+    out: list[list[float]] = [[] for _ in encoded]
+    for idx in sorted_batches([e.longest for e in encoded], batch_size):
+        batch = collate_steps([encoded[i] for i in idx], pad_id).to(device)
+        values = compute_rewards(net, batch).tolist()
+        offset = 0
+        for i in idx:
+            k = len(getattr(encoded[i], "positions", None) or [])
+            out[i] = values[offset:offset + k]
+            offset += k
+    return out

@@ -23,7 +23,9 @@ from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
 from rewardkit.model.gguf import is_gguf
-from rewardkit.model.net import RewardNet, VerdictNet, score_encoded
+from rewardkit.encoding.steps import StepEncoder, StepTextEncoder
+from rewardkit.data.steps import aggregate
+from rewardkit.model.net import RewardNet, VerdictNet, score_encoded, score_steps_encoded
 from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE, Verdict
 from rewardkit.model.precision import native_bf16, resolve_dtype
 from rewardkit.model.prefix_sharing import resolve_flex_attention, resolve_packing, resolve_prefix_sharing
@@ -82,6 +84,12 @@ class RewardModel:
         self.encoder = make_encoder(model, tokenizer, self.max_length,
                                     tail=self.verdict.template_ids if self.verdict else None,
                                     chat=self.meta.get("inputs") == "messages")
+        # a process reward model (--objective prm): a reward at every step, read at the step separator
+        self.prm: dict[str, Any] | None = self.meta.get("prm")
+        if self.prm is not None:
+            self.encoder = StepTextEncoder(self.encoder, StepEncoder(tokenizer, self.max_length, self.prm["separator"]))
+            if self.prm.get("readout") == "tokens":
+                self.net = VerdictNet(self.model, *self.prm["token_ids"])
         self.share_prefix = resolve_prefix_sharing(prefix_sharing, self.net, self.pad_id, self.max_length)
         self.pack = resolve_packing(packing, self.model, self.device.type, self.max_length)
         resolve_flex_attention(self.net, self.pad_id, self.pack, self.share_prefix)  # GPUs with packed rows only
@@ -139,10 +147,25 @@ class RewardModel:
         """Rewards of every response of every encoded comparison, in input order, length-sorted batches.
 
         A regression model's reward is the combined reward of its attribute outputs."""
+        if self.prm is not None:
+            return [[aggregate(steps, self.prm.get("aggregate", "min")), *steps]
+                    for steps in self._step_rewards(encoded, batch_size)]
         if self.regression is None:
             return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
                                  share_prefix=self.share_prefix, pack=self.pack)
         return [[self.regression.reward(o) for o in outs] for outs in self.outputs_for(encoded, batch_size, progress)]
+
+    def _step_rewards(self, encoded: Sequence[Encoded], batch_size: int) -> list[list[float]]:
+        return [[sigmoid(x) for x in row] for row in
+                score_steps_encoded(self.net, self.pad_id, encoded, batch_size, self.device)]
+
+    def score_steps(self, prompt: str, steps: Sequence[str]) -> list[float]:
+        """A process reward model's reward for every step: the probability that the step is right, read at
+        its separator. Steps left out to fit max_length (the oldest) are NaN."""
+        if self.prm is None:
+            raise UsageError("this is not a process reward model (trained with --objective prm)")
+        encoded = self.encoder.encode_steps(prompt, list(steps))
+        return [float("nan")] * encoded.dropped + self._step_rewards([encoded], 1)[0]
 
     def outputs_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                     progress: Any = None) -> list[list[list[float]]]:

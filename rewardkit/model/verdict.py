@@ -46,12 +46,12 @@ class Verdict:
                    (int(yes_id), int(no_id)))
 
 
-def parse_answers(spec: str) -> tuple[str, str]:
+def parse_answers(spec: str, flag: str = "--verdict-tokens") -> tuple[str, str]:
     """``" Yes, No"`` -> (" Yes", " No"): the yes answer, a comma, the no answer (spaces kept: " Yes"
     and "Yes" are different tokens)."""
     parts = spec.split(",")
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise UsageError(f"--verdict-tokens: expected two answers, YES,NO (e.g. ' Yes, No'), got {spec!r}")
+        raise UsageError(f"{flag}: expected two answers, YES,NO (e.g. ' Yes, No'), got {spec!r}")
     return parts[0], parts[1]
 
 

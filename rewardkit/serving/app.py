@@ -239,6 +239,9 @@ def create_app(rm: Any, cfg: ServeConfig, api_key: str | None) -> Any:
     @app.post("/score")
     async def score(request: Request) -> Response:
         def reply(rewards: list[list[float]], tokens: int, kinds: list[str]) -> dict:
+            if rm.prm is not None:  # a process reward model: the aggregate, then every step's reward
+                return {"rewards": [r[0] for r in rewards], "step_rewards": [r[1:] for r in rewards],
+                        "aggregate": rm.prm.get("aggregate", "min")}
             return {"rewards": [r[0] if k == "response" else r for r, k in zip(rewards, kinds)]}
         return await handle(request, lambda d: parse_score(d, scorer.limits), reply)
 
@@ -315,6 +318,10 @@ def load_model(cfg: ServeConfig) -> Any:
                                      prefix_sharing=cfg.prefix_sharing, packing=cfg.packing)
     if cfg.normalize and not rm.meta.get("normalization"):
         raise UsageError("--normalize: this model has no stored reward statistics to normalise with")
+    if cfg.prm_aggregate:
+        if rm.prm is None:
+            raise UsageError("--prm-aggregate: this is not a process reward model (trained with --objective prm)")
+        rm.prm["aggregate"] = cfg.prm_aggregate
     return rm
 
 

@@ -38,6 +38,9 @@ class ServeConfig(ScorerOptions):
     device: str | None = option("torch device, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu.", None)
     normalize: bool = option(
         "Return (r - mean) / std with the statistics stored at training time, on every route.", False)
+    prm_aggregate: str | None = option(
+        "A process reward model's solution reward from its steps (min, prod, last, mean of their probabilities); "
+        "default: the one it was trained with.", None, choices=["min", "prod", "last", "mean"])
     model_name: str | None = option(
         "Name reported by /v1/models and /classify (default: the model directory's name).", None)
     batching: bool = option(

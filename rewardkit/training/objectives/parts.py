@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 from rewardkit.config import TrainConfig
 from rewardkit.data.file_cache import load_cached
 from rewardkit.data.loading import bundled_sample, group_by_prompt, split_by_prompt
-from rewardkit.data.records import Comparison, input_kind, text_key
+from rewardkit.data.records import Comparison, input_kind, is_benchmark, text_key
 from rewardkit.encoding.cache import encode_cached
 from rewardkit.encoding.encoded_set import truncated_count
 from rewardkit.encoding.encoder import Encoder
+from rewardkit.errors import UsageError
 from rewardkit.model.backbone import load_backbone, load_causal_lm, make_encoder
 from rewardkit.model.net import TokenLogProbNet, VerdictNet
 from rewardkit.model.verdict import Verdict, resolve_verdict
@@ -70,6 +71,11 @@ class ComparisonData(Data):
                 run.say(message)
             self.train, self.held_out = loaded.comparisons, held.comparisons
             self.skipped += len(held.problems)
+        kind = is_benchmark(self.train + self.held_out)
+        if kind:
+            raise UsageError(f"{source}: {kind} benchmark rows are for `rewardkit eval` (each benchmark scores them by "
+                             "its own rules); to train on them, write them as pairs first: rewardkit data convert "
+                             "FILE -o pairs.jsonl")
         if self.chosen_only:
             self.train, self.held_out = chosen_only(self.train), chosen_only(self.held_out)
             run.say(f"SFT examples: {len(self.train)} training and {len(self.held_out)} held-out (prompt, chosen) "
