@@ -79,11 +79,10 @@ def cmd_serve(cfg: ServeConfig) -> int:
 
 
 def cmd_data_check(cfg: DataCheckConfig) -> int:
-    from rewardkit.data.check import data_report, print_report
-    from rewardkit.data.loading import load_comparisons
+    from rewardkit.data.check import check_data
 
-    report = data_report(load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg), cfg.file)
-    print(json.dumps(report)) if cfg.json else print_report(report)
+    report, show = check_data(cfg)
+    print(json.dumps(report)) if cfg.json else show(report)
     return 2 if report["invalid"] and cfg.strict else 0
 
 

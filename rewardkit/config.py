@@ -22,6 +22,8 @@ from rewardkit.data.attributes.options import AttributeOptions, attribute_option
 from rewardkit.data.formats import FORMATS
 from rewardkit.data.ratings import RatingOptions, options_from
 from rewardkit.errors import UsageError, flag
+from rewardkit.model.judge import DEFAULT_TEMPLATE as JUDGE_TEMPLATE
+from rewardkit.model.judge import DEFAULT_TOKENS as JUDGE_TOKENS
 from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE
 from rewardkit.options import option, same_option
 
@@ -35,6 +37,8 @@ OBJECTIVES = {
     "sft": "sft:SFTObjective",
     "generative": "generative:generative",
     "prm": "prm:prm",
+    "judge": "judge:JudgeObjective",
+    "gating": "gating:GatingObjective",
 }
 SCALAR_OBJECTIVES = ("bt", "generative")  # one reward per response, trained on comparisons
 
@@ -133,6 +137,15 @@ class TrainConfig:
     verdict_tokens: str = option(
         "--objective generative: the yes and no answers, YES,NO; each must be one token of the tokenizer "
         "(a leading space is part of the token).", DEFAULT_ANSWERS, group="training", must_match=True)
+    judge_template: str = option(
+        "--objective judge: the question after the prompt and the two responses; the verdict is read at its "
+        "last token.", JUDGE_TEMPLATE, group="training", must_match=True)
+    judge_tokens: str = option(
+        "--objective judge: the answers naming response A and response B, A,B; each must be one token.",
+        JUDGE_TOKENS, group="training", must_match=True)
+    gate_width: int = option(
+        "--objective gating: hidden units of the gate that weights the attributes per prompt.", 64,
+        group="training", must_match=True)
     step_separator: str = option(
         "--objective prm: the token after every step, where the step's reward is read (one token of the "
         "tokenizer; it is appended by id, so it never merges with the step's text).", "\n", group="training",
@@ -292,6 +305,13 @@ def check_objective(cfg: TrainConfig) -> None:
     if cfg.sft_epochs and cfg.objective not in SCALAR_OBJECTIVES:
         raise UsageError(f"{flag('sft_epochs')} applies to {flag('objective')} bt and generative (an SFT stage "
                          f"learns from comparisons' chosen responses), not to {cfg.objective}")
+    if cfg.objective == "gating":
+        _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (cfg.gate_width >= 1, "gate_width", str(cfg.gate_width))))
+        return
+    if cfg.objective == "judge":
+        _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (not cfg.balance_per_prompt, "balance_per_prompt", "on"),
+                      (not cfg.center_coef, "center_coef", str(cfg.center_coef))))
+        return
     if cfg.objective == "prm":
         if not cfg.train_data:
             raise UsageError(f"{flag('objective')} prm needs {flag('train_data')}: solutions labelled step by step")
@@ -426,6 +446,7 @@ class DataCheckConfig(RatingOptions):
     format: str = same_option(TrainConfig, "format", group=None, must_match=False)
     json: bool = option("Print one JSON object.", False)
     strict: bool = option("Exit 2 when any record is invalid.", False)
+    neutral: str | None = same_option(TrainConfig, "neutral", group=None)
 
 
 @dataclass
@@ -436,6 +457,7 @@ class DataConvertConfig(RatingOptions):
     output: str = option("JSONL file to write (.gz compresses).", "", short="-o", metavar="OUTPUT", required=True)
     format: str = same_option(TrainConfig, "format", group=None, must_match=False, aliases=("--from",))
     ratings_mode: str = same_option(RatingOptions, "ratings_mode", aliases=("--mode",))
+    neutral: str | None = same_option(TrainConfig, "neutral", group=None)
     to: str = option(
         "auto: 2-response comparisons as pairs, longer ones as rankings; pairs: rankings expanded into all "
         "C(K,2) pairs (margin = score gap x --margin-scale); rankings: every comparison as a ranking record.",

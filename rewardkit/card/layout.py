@@ -82,7 +82,7 @@ def read_layout(model_dir: str | Path) -> Layout:
     d = Path(model_dir)
     adapter = is_adapter_dir(d)
     base = json.loads((d / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") if adapter else None
-    config = AutoConfig.from_pretrained(loadable(base) if adapter and base else str(d), num_labels=1)
+    config = AutoConfig.from_pretrained(loadable(base) if adapter and base else str(d))
     with torch.device("meta"), _without_zero3_init():  # the architecture alone: decides the pooling family
         skeleton = AutoModelForSequenceClassification.from_config(config)
     meta = read_meta(d)

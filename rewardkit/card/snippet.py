@@ -178,15 +178,55 @@ def _prm_snippet(layout: Layout, model_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gating_lines(layout: Layout) -> list[str]:
+    """A gated model: the prompt's last state weights the attributes the head reads at the EOS."""
+    g = layout.meta["gating"]
+    return ["from safetensors.torch import load_file", "",
+            f"gate = load_file(f'{{MODEL}}/{g['file']}')  # the gate over {', '.join(g['attributes'])}", "", "",
+            "def reward(prompt, response) -> float:  # scale * sum(weight(prompt) * attribute(response))",
+            "    p = tok(prompt, add_special_tokens=False)['input_ids']",
+            "    r = tok(response, add_special_tokens=False)['input_ids']",
+            "    head = [] if HEAD and p[:len(HEAD)] == HEAD else HEAD",
+            "    budget = MAX_LENGTH - len(head) - len(TAIL)",
+            "    if len(p) + len(r) > budget:",
+            "        keep = budget - len(r) if len(r) <= budget else min(len(p), budget // 8)",
+            "        p, r = (p[len(p) - keep:] if keep else []), r[:budget - keep]",
+            "    ids = torch.tensor([head + p + r + TAIL])",
+            "    with torch.no_grad():",
+            "        states = getattr(model, model.base_model_prefix)(input_ids=ids).last_hidden_state[0]",
+            "        attributes = model.score(states[-1]).float()  # the response's ratings, one per attribute",
+            "        x = states[len(head) + len(p) - 1].float()  # the prompt's last state, standardised",
+            "        x = (x - gate['center']) / gate['spread']",
+            "        h = x @ gate['mlp.0.weight'].T + gate['mlp.0.bias']",
+            "        weights = torch.softmax(torch.relu(h) @ gate['mlp.2.weight'].T + gate['mlp.2.bias'], -1)",
+            "        return (gate['log_scale'].exp() * (weights * attributes).sum()).item()"]
+
+
 def snippet(layout: Layout, model_path: str) -> str | None:
     """Plain-transformers code that reproduces rewardkit's reward for this model, or None (also for an
     SFT model, which has no reward)."""
     if layout.meta.get("prm"):
         return _prm_snippet(layout, model_path)
+    if layout.meta.get("gating") and layout.decoder and not layout.adapter:
+        lines = _load_lines(layout, model_path) + _decoder_lines(layout)[:1] + _gating_lines(layout)
+        return "\n".join(lines + ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]) + "\n"
     if layout.sft or (not layout.decoder and not layout.pair_call_ok):
         return None
     body = _decoder_lines(layout) if layout.decoder else _encoder_lines(layout)
     # the body's first line sets constants; then come the functions, two blank lines apart
     lines = _load_lines(layout, model_path) + body[:1] + _constant_lines(layout) + _render_lines(layout) + body[1:]
+    if layout.meta.get("objective") == "judge":
+        return "\n".join(lines + _judge_lines()) + "\n"
     lines += ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]
     return "\n".join(lines) + "\n"
+
+
+def _judge_lines() -> list[str]:
+    """A pairwise judge: its verdict on (a, b), and both orders averaged (`rewardkit.model.judge`)."""
+    return ["", "",
+            "def judge(prompt, a, b):  # log P(A) - log P(B): above 0, response A is judged the better",
+            "    return reward(prompt, f'\\n\\nResponse A:\\n{a}\\n\\nResponse B:\\n{b}')", "", "",
+            "def compare(prompt, a, b):  # P(a beats b): both orders averaged, which cancels a position bias",
+            "    forward, backward = judge(prompt, a, b), judge(prompt, b, a)",
+            "    return (torch.sigmoid(torch.tensor(forward)).item() + 1 - torch.sigmoid(torch.tensor(backward)).item()) / 2",
+            "", "", "print(compare('How do I boil an egg?', 'Simmer it for eight minutes.', 'Eggs come from hens.'))"]

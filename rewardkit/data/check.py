@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from rewardkit.data.records import Comparison, Loaded, preference_pairs, text_length
 
@@ -106,3 +106,14 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  invalid records            {r['invalid']}")
     for line in r["invalid_records"]:
         print(f"    {line}")
+
+
+def check_data(cfg: Any) -> tuple[dict[str, Any], Callable[[dict[str, Any]], None]]:
+    """`rewardkit data check` of ``cfg.file``: (the report, its printer), for preference data or, when the
+    file holds step-labelled solutions, the process-reward view (`rewardkit.data.steps.step_report`)."""
+    from rewardkit.data.loading import load_comparisons
+    from rewardkit.data.steps import is_step_file, load_step_solutions, print_step_report, step_report
+
+    if is_step_file(cfg.file):
+        return step_report(load_step_solutions(cfg.file, "auto", True, cfg.neutral), cfg.file), print_step_report
+    return data_report(load_comparisons(cfg.file, cfg.format, skip_invalid=True, ratings=cfg), cfg.file), print_report

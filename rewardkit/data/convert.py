@@ -19,6 +19,7 @@ from typing import Any
 
 from rewardkit.data.formats import comparison_records
 from rewardkit.data.loading import load_comparisons
+from rewardkit.data.steps import is_step_file, load_step_solutions, step_records
 from rewardkit.errors import UsageError, describe_os_error
 
 
@@ -32,9 +33,11 @@ class Converted:
     dropped: int  # valid records without a preference
     invalid: int  # invalid records (skipped under --skip-invalid)
     messages: list[str]  # what the loader had to say (dropped prompts, notes)
+    what: str = ""  # what the records are when not pairs and rankings
 
     def summary(self, output: str) -> str:
-        return (f"wrote {self.records} records ({self.pairs} pairs, {self.records - self.pairs} rankings) from "
+        kinds = self.what or f"{self.pairs} pairs, {self.records - self.pairs} rankings"
+        return (f"wrote {self.records} records ({kinds}) from "
                 f"{self.inputs} input records to {output}; {self.dropped} without a preference, "
                 f"{self.invalid} invalid")
 
@@ -44,6 +47,11 @@ def convert_data(cfg: Any) -> Converted:
     ``.gz`` compresses; missing folders are created). Nothing is written when the input is unusable."""
     if Path(cfg.output).resolve() == Path(cfg.input).resolve():
         raise UsageError("-o/--output must differ from INPUT")
+    if is_step_file(cfg.input):  # step-labelled solutions: TRL's stepwise rows
+        steps = load_step_solutions(cfg.input, "auto", cfg.skip_invalid, cfg.neutral)
+        write_text(cfg.output, "".join(json.dumps(step_records(s), ensure_ascii=False) + "\n"
+                                       for s in steps.solutions), "-o/--output")
+        return Converted(len(steps.solutions), 0, steps.records, 0, len(steps.problems), [], "stepwise solutions")
     loaded = load_comparisons(cfg.input, cfg.format, cfg.skip_invalid, ratings=cfg)
     records = [r for c in loaded.comparisons for r in comparison_records(c, cfg.to, cfg.margin_scale)]
     write_text(cfg.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "-o/--output")

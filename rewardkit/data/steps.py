@@ -212,6 +212,17 @@ def _rows(source: str) -> Iterator[tuple[str, Any]]:
     return iter_rows(source)
 
 
+def is_step_file(source: str) -> bool:
+    """Whether a local file's first row is one of the step shapes (not preference data)."""
+    from pathlib import Path
+
+    if not Path(source).is_file():
+        return False
+    for _, raw in iter_rows(source):
+        return is_step_record(raw)
+    return False
+
+
 def step_records(solution: StepSolution) -> dict[str, Any]:
     """A solution as TRL's stepwise row (what ``rewardkit data convert`` writes)."""
     rec: dict[str, Any] = {"prompt": solution.prompt, "completions": solution.steps, "labels": solution.labels}

@@ -23,7 +23,7 @@ from rewardkit.data.records import is_benchmark
 from rewardkit.errors import UsageError
 from rewardkit.evaluation.scorer import load_scorer
 
-HEADLINE = ["accuracy", "pairs", "mean_margin", "median_margin", "loss", "ece", "brier", "chosen_reward_mean",
+HEADLINE = ["accuracy", "pairs", "position_consistency", "mean_margin", "median_margin", "loss", "ece", "brier", "chosen_reward_mean",
             "rejected_reward_mean", "chosen_longer_rate", "prefers_longer_rate", "accuracy_chosen_longer",
             "accuracy_chosen_not_longer", "top1_accuracy", "kendall_tau", "rankings"]
 
@@ -49,6 +49,8 @@ def metrics_table(m: dict[str, Any], title: str) -> str:
     lines = [title] + [f"  {k:<28} {fmt(m[k])}" for k in HEADLINE if k in m]
     lines += [f"  subset {name:<21} {s['accuracy']:.4f} ({s['pairs']} pairs)" for name, s in (m.get("subsets") or {}).items()]
     lines += [f"  section {name:<20} {v:.4f}" for name, v in (m.get("sections") or {}).items()]
+    lines += [f"  gate weights {name:<15} " + ", ".join(f"{a} {v:.3f}" for a, v in w.items())
+              for name, w in (m.get("gate_weights") or {}).items()]
     return "\n".join(lines)
 
 
@@ -91,7 +93,7 @@ def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
 
     from rewardkit.data.loading import load_comparisons
     from rewardkit.data.records import describe_problems
-    from rewardkit.evaluation.metrics import pair_metrics, pairs_of
+    from rewardkit.evaluation.metrics import mean_gate_weights, pair_metrics, pairs_of
     from rewardkit.evaluation.report import write_report
 
     loaded = load_comparisons(cfg.data, cfg.format, cfg.skip_invalid)
@@ -100,6 +102,9 @@ def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
     kind = is_benchmark(loaded.comparisons)
     sections = None if kind else _sections(cfg.sections, {c.subset for c in loaded.comparisons}, cfg.data)
     rm = load_scorer(cfg)
+    if getattr(rm, "judge", False):  # a pairwise judge: every pair in both orders
+        metrics = {**judge_metrics(rm, loaded.comparisons), "skipped": len(loaded.problems)}
+        return EvalResult(metrics, _no_report, lambda: metrics_table(metrics, f"{cfg.data} (judge):"))
     with tqdm(total=len(loaded.comparisons), desc="score", disable=not progress, unit="cmp") as bar:
         rewards = rm.score_comparisons(loaded.comparisons, cfg.batch_size, bar)
     if kind:  # a benchmark's rows, scored by its own rules
@@ -110,6 +115,10 @@ def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
         page = partial(write_benchmark_report, metrics=metrics)
         return EvalResult(metrics, page, lambda: benchmark_table(metrics, cfg.data))
     metrics = {**pair_metrics(pairs_of(loaded.comparisons, rewards), sections), "skipped": len(loaded.problems)}
+    if getattr(rm, "gate", None) is not None:  # a gated model: which attributes each kind of prompt gets
+        weights = rm.gate_weights([c.prompt for c in loaded.comparisons], [c.responses[0] for c in loaded.comparisons])
+        metrics["gate_weights"] = mean_gate_weights(rm.meta["gating"]["attributes"], loaded.comparisons,
+                                               [[list(w.values())] for w in weights])
     page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
     return EvalResult(metrics, page, lambda: metrics_table(metrics, f"{cfg.data} ({metrics['pairs']} pairs):"))
 
@@ -130,3 +139,20 @@ def run_eval(cfg: EvalConfig) -> str:
         page = result.write_report(cfg.report, details={"model": cfg.model_dir, "data": cfg.data})
         print(f"report: {page}", file=sys.stderr)
     return json.dumps(result.metrics) if cfg.json else result.table()
+
+
+def judge_metrics(rm: Any, comps: list[Any]) -> dict[str, Any]:
+    """A judge on preference data: accuracy of its decision over both orders, of each order alone, and
+    position consistency (`rewardkit.model.judge`)."""
+    from itertools import combinations
+
+    judged = [(rm.judge_pair(c.prompt, c.responses[i], c.responses[j])) for c in comps
+              for i, j in combinations(range(len(c.responses)), 2)]
+    n = len(judged)
+    return {"pairs": n, "accuracy": sum(p > 0.5 for p, _ in judged) / n,
+            "position_consistency": sum(agree for _, agree in judged) / n,
+            "mean_p_better": sum(p for p, _ in judged) / n}
+
+
+def _no_report(directory: Any, **_: Any) -> Path:
+    raise UsageError("--report: a judge's evaluation has no report page yet; use --json")

@@ -38,7 +38,7 @@ def shard(items: Sequence[Any], accelerator: Any) -> list[tuple[Any, float]]:
 
 
 def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
-                  share_prefix: bool = False, pack: bool = False) -> list[list[Any]]:
+                  share_prefix: bool = False, pack: bool = False, collate: Any = None) -> list[list[Any]]:
     """The head's outputs for every response of every item, in input order, on every process.
 
     Each process scores every ``world``-th item; the results are gathered. One output is a float
@@ -51,7 +51,7 @@ def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
     net.eval()
     with accelerator.autocast():
         outputs = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device,
-                                share_prefix=share_prefix, pack=pack)
+                                share_prefix=share_prefix, pack=pack, collate=collate)
     net.train(was_training)
     pairs = list(zip(mine, outputs))
     if accelerator.num_processes > 1:

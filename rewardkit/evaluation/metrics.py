@@ -243,3 +243,14 @@ def section_scores(subsets: dict[str, dict[str, float]], sections: Sections) -> 
         if total:
             out[name] = sum(subsets[s]["accuracy"] * w for s, w in present.items()) / total
     return out
+
+
+def mean_gate_weights(attributes: list[str], comps: list[Any], weights: list[list[Any]]) -> dict[str, dict[str, float]]:
+    """The gate's mean weight of every attribute per subset (and over all prompts), one weight per prompt."""
+    groups: dict[str, list[list[float]]] = defaultdict(list)
+    for c, per in zip(comps, weights):
+        w = per[0]  # the responses of a comparison share its prompt, so its weights
+        groups["all"].append(w)
+        if c.subset is not None:
+            groups[c.subset].append(w)
+    return {s: {a: sum(w[k] for w in ws) / len(ws) for k, a in enumerate(attributes)} for s, ws in groups.items()}

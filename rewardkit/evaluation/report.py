@@ -8,6 +8,7 @@
     length_bias.png    reward margin against length difference (chosen - rejected, characters)
     metrics.json       the numbers in the page, as `rewardkit eval --json` prints them
     loss.png           only for a report written at the end of training (`TrainingRun`): the loss curve
+    gate_weights.png   only for a gated model (``metrics["gate_weights"]``): mean attribute weights per subset
 
 A report written at the end of training also has a Training section: the last train loss, the loss
 curve from the run's metrics.jsonl and, when the training loss had a margin term, why the train loss
@@ -40,6 +41,7 @@ PLOTS = {
     "length_bias.png": "Reward margin against length difference",
 }
 LOSS_PLOT = "loss.png"
+GATE_PLOT = "gate_weights.png"  # a gated model's (`plot_gate_weights`)
 CHOSEN_COLOR, REJECTED_COLOR = "#1f77b4", "#ff7f0e"  # colour-blind safe pair (matplotlib's first two)
 MISTAKES_SHOWN = 10
 SNIPPET_CHARS = 400
@@ -101,6 +103,25 @@ def plot_rewards(path: Path, chosen: Sequence[float], rejected: Sequence[float])
     ax.set_ylabel("pairs")
     ax.set_title("Rewards of chosen and rejected responses")
     ax.legend(frameon=False)
+    fig.savefig(path)
+
+
+def plot_gate_weights(path: Path, gate_weights: dict[str, dict[str, float]]) -> None:
+    """A gated model's mean attribute weights per subset, one stacked bar each: where the gate reads the
+    prompt, the bars of different kinds of prompt differ."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    subsets = list(gate_weights)
+    attributes = list(next(iter(gate_weights.values())))
+    left = [0.0] * len(subsets)
+    for k, a in enumerate(attributes):
+        values = [gate_weights[s][a] for s in subsets]
+        ax.barh(subsets, values, left=left, label=a, color=f"C{k}")
+        left = [x + v for x, v in zip(left, values)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean gate weight")
+    ax.set_title("Attribute weights the gate gives, per subset")
+    ax.legend(frameon=False, ncols=min(4, len(attributes)), loc="lower center", bbox_to_anchor=(0.5, 1.06))
     fig.savefig(path)
 
 
@@ -360,6 +381,16 @@ def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison,
             parts.append(f"<tr><td>{esc(name)}</td><td class=\"num\">{_cell('accuracy', v)}</td></tr>")
         parts.append("</table>")
 
+    if metrics.get("gate_weights"):
+        attributes = list(next(iter(metrics["gate_weights"].values())))
+        parts.append("<h2>Gate weights (mean per subset)</h2>\n<table><tr><th>subset</th>"
+                     + "".join(f"<th>{esc(a)}</th>" for a in attributes) + "</tr>")
+        for name, w in metrics["gate_weights"].items():
+            parts.append(f"<tr><td>{esc(name)}</td>" + "".join(f"<td class=\"num\">{w[a]:.3f}</td>" for a in attributes)
+                         + "</tr>")
+        parts.append(f"</table>\n<figure><img src=\"{GATE_PLOT}\" alt=\"Gate weights per subset\" width=\"704\" "
+                     "height=\"484\"><figcaption>The gate reads each prompt; bars that differ between kinds of prompt "
+                     "mean it weights the attributes by what the prompt asks.</figcaption></figure>")
     parts.append("<h2>Plots</h2>\n<div class=\"plots\">")
     captions = {
         "rewards.png": "Well-separated humps mean confident, correct rankings; heavy overlap means the model "
@@ -398,6 +429,8 @@ def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequ
     plot_reliability(out / "reliability.png", margins, metrics["ece"])
     plot_length_bias(out / "length_bias.png", [r["chosen_len"] - r["rejected_len"] for r in rows], margins,
                      metrics.get("prefers_longer_rate"))
+    if metrics.get("gate_weights"):
+        plot_gate_weights(out / GATE_PLOT, metrics["gate_weights"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     part = training_html(out, training, metrics.get("loss")) if training else ""
     margin = training is not None and training.mean_margin is not None

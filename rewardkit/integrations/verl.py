@@ -26,6 +26,7 @@ import asyncio
 import os
 from typing import Any
 
+from rewardkit.errors import UsageError
 from rewardkit.integrations import RewardSource, Text
 
 PROMPT_KEYS = ("prompt", "raw_prompt", "question")
@@ -143,7 +144,12 @@ async def compute_score(data_source: Any = None, solution_str: str = "", ground_
     loop_key = (id(asyncio.get_running_loop()), key)
     batcher = _batchers.get(loop_key)
     if batcher is None:
-        batcher = _batchers[loop_key] = _Batcher(get_scorer(key))
+        scorer = get_scorer(key)
+        if getattr(scorer.model, "judge", False):  # its batches are cut by time, so a group may be split
+            raise UsageError(f"rewardkit compute_score: {model_dir} is a pairwise judge, which scores the responses "
+                             "to a prompt together; use rewardkit.integrations.verl.compute_score_batch (verl's "
+                             "batch reward manager)")
+        batcher = _batchers[loop_key] = _Batcher(scorer)
     return await batcher.submit(prompt, solution_str)
 
 

@@ -33,7 +33,7 @@ from rewardkit.model.gguf import loadable
 from rewardkit.model.hf_logging import quiet_loading
 
 ADAPTER_CONFIG = "adapter_config.json"
-CAUSAL_LM_OBJECTIVES = ("sft", "generative")
+CAUSAL_LM_OBJECTIVES = ("sft", "generative", "judge")
 META_FILE = "rewardkit.json"
 # Files of a finished model, full or LoRA.
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ADAPTER_CONFIG,

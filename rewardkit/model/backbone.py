@@ -143,7 +143,7 @@ def check_decoder_only(name: str | None, what: str) -> str:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     path = resolve_model_path(name)
-    config, _ = _config_and_tokenizer(path, dropout=True, num_labels=1)
+    config, _ = _config_and_tokenizer(path, dropout=True)
     shown = f"--model {name or 'MiniLM-L6 (the bundled default)'}"
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
         raise UsageError(f"{what} needs a decoder with a causal-LM head; {shown} ({config.model_type}) has none")

@@ -176,16 +176,18 @@ def compute_rewards(net: nn.Module, batch: Batch) -> torch.Tensor:
 @torch.inference_mode()
 def score_encoded(net: nn.Module, pad_id: int, encoded: Sequence[Encoded], batch_size: int,
                   device: torch.device, progress: Any = None, share_prefix: bool = False,
-                  pack: bool = False) -> list[list[float]]:
+                  pack: bool = False, collate: Any = None) -> list[list[float]]:
     """Rewards of every response of every encoded comparison, in input order.
 
     Batches are sorted by length so each pads only to its own longest member; no autograd state.
     With ``share_prefix`` (decoders) each comparison is one packed row holding its prompt once; with
-    ``pack`` several of them share a row (`rewardkit.model.batching.collate_rows`).
+    ``pack`` several of them share a row (`rewardkit.model.batching.collate_rows`); ``collate`` replaces how
+    a batch is laid out (a network that reads other positions, e.g. `rewardkit.model.gating.collate_gated`).
     """
     out: list[list[float]] = [[] for _ in encoded]
     for idx in sorted_batches([batch_length(e, share_prefix) for e in encoded], batch_size):
-        batch = collate_for([encoded[i] for i in idx], pad_id, share_prefix, pack).to(device)
+        members = [encoded[i] for i in idx]
+        batch = (collate(members, pad_id) if collate else collate_for(members, pad_id, share_prefix, pack)).to(device)
         rewards = compute_rewards(net, batch).tolist()
         offset = 0
         for i in idx:

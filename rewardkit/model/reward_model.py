@@ -16,13 +16,17 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from rewardkit.data.records import Comparison, Text
+from itertools import combinations
+
+from rewardkit.data.records import Comparison, Text, text_key
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
+from rewardkit.model.gating import GatedNet, load_gate, score_gated
 from rewardkit.model.gguf import is_gguf
+from rewardkit.model.judge import bradley_terry_scores, both_orders, pair_text
 from rewardkit.encoding.steps import StepEncoder, StepTextEncoder
 from rewardkit.data.steps import aggregate
 from rewardkit.model.net import RewardNet, VerdictNet, score_encoded, score_steps_encoded
@@ -53,7 +57,8 @@ class RewardModel:
 
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 512,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                 meta: dict[str, Any] | None = None, prefix_sharing: str = "auto", packing: str = "auto"):
+                 meta: dict[str, Any] | None = None, prefix_sharing: str = "auto", packing: str = "auto",
+                 gate: Any = None):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
         self.dtype = resolve_dtype(dtype, self.device.type)
@@ -77,13 +82,18 @@ class RewardModel:
         self.pad_id = int(pad) if pad is not None else 0
         # regression models (issue 14): K attribute outputs; the reward is their weighted combination
         self.regression = RegressionMeta.from_meta(self.meta, int(model.config.num_labels), "model")
-        if self.regression is None and self.verdict is None and int(model.config.num_labels) > 1:
+        if self.regression is None and self.verdict is None and not self.meta.get("prm") and \
+                int(model.config.num_labels) > 1:
             raise UsageError(f"not a rewardkit reward model: {model.config.num_labels} outputs and no attribute "
                              "names in config.rewardkit")
         self.max_length = int(self.meta.get("max_length", max_length))
         self.encoder = make_encoder(model, tokenizer, self.max_length,
                                     tail=self.verdict.template_ids if self.verdict else None,
                                     chat=self.meta.get("inputs") == "messages")
+        # prompt-gated attribute weights (--objective gating): the gate reads the prompt, the head the response
+        self.gate = gate
+        if gate is not None:
+            self.net = GatedNet(self.model, gate.to(self.device))
         # a process reward model (--objective prm): a reward at every step, read at the step separator
         self.prm: dict[str, Any] | None = self.meta.get("prm")
         if self.prm is not None:
@@ -112,8 +122,10 @@ class RewardModel:
         model, tokenizer, meta = load_model_dir(path, want)
         if max_length:
             meta["max_length"] = max_length
+        gating = meta.get("gating")
+        gate = load_gate(path, gating["hidden"], len(gating["attributes"]), gating["width"]) if gating else None
         return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing,
-                   packing=packing)
+                   packing=packing, gate=gate)
 
     @classmethod
     def generative(cls, model: str | Path, template: str = DEFAULT_TEMPLATE, answers: str = DEFAULT_ANSWERS,
@@ -150,6 +162,8 @@ class RewardModel:
         if self.prm is not None:
             return [[aggregate(steps, self.prm.get("aggregate", "min")), *steps]
                     for steps in self._step_rewards(encoded, batch_size)]
+        if self.gate is not None:
+            return score_gated(self.net, self.pad_id, encoded, batch_size, self.device)
         if self.regression is None:
             return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
                                  share_prefix=self.share_prefix, pack=self.pack)
@@ -170,9 +184,22 @@ class RewardModel:
     def outputs_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                     progress: Any = None) -> list[list[list[float]]]:
         """The head's raw outputs (a list of K floats) for every response of every encoded comparison."""
-        outs = score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
+        net = RewardNet(self.model) if self.gate is not None else self.net  # the attributes, without the gate
+        outs = score_encoded(net, self.pad_id, encoded, batch_size, self.device, progress,
                              share_prefix=self.share_prefix, pack=self.pack)
         return [[o if isinstance(o, list) else [o] for o in per] for per in outs]
+
+    def gate_weights(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[dict[str, float]]:
+        """A gated model's attribute weights for each prompt ({attribute: weight}, summing to 1)."""
+        if self.gate is None:
+            raise UsageError("this model has no gate (trained with --objective gating)")
+        encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
+        self.net.weights_only = True
+        try:
+            weights = score_gated(self.net, self.pad_id, encoded, 32, self.device)
+        finally:
+            self.net.weights_only = False
+        return [dict(zip(self.meta["gating"]["attributes"], w[0])) for w in weights]
 
     def attributes_for(self, encoded: Sequence[Encoded], batch_size: int = 32,
                        progress: Any = None) -> tuple[list[list[float]], list[list[dict[str, float]]]]:
@@ -208,6 +235,8 @@ class RewardModel:
         """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if self.judge:  # a judge scores a response against the others of its prompt (a GRPO group)
+            return self._group_scores(prompts, responses, batch_size)
         encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
         rewards = [r[0] for r in self.rewards_for(encoded, batch_size)]
         return self.normalize(rewards) if normalize else rewards
@@ -219,7 +248,57 @@ class RewardModel:
         """P(a preferred over b) = sigmoid(r_a - r_b) under the Bradley-Terry model.
 
         a and b are encoded as one comparison (a shared, jointly truncated prompt), exactly as a
-        training pair and as ``rewardkit score`` encode {prompt, chosen, rejected} records.
+        training pair and as ``rewardkit score`` encode {prompt, chosen, rejected} records. A judge
+        (``--objective judge``) reads both in both orders and averages (`judge_pair` also says whether the
+        two orders agreed).
         """
+        if self.judge:
+            return self.judge_pair(prompt, a, b)[0]
         ra, rb = self.rewards_for([self.encoder.encode_texts(prompt, [a, b])])[0]
         return sigmoid(ra - rb)
+
+    # ---------------------------------------------------------------- a pairwise judge
+    @property
+    def judge(self) -> bool:
+        return self.meta.get("objective") == "judge"
+
+    def _judge_scores(self, cases: Sequence[tuple[Text, Text, Text]], batch_size: int = 32) -> list[float]:
+        """The judge's log-odds that A is better, for (prompt, A, B) cases."""
+        encoded = [self.encoder.encode_texts(p, [pair_text(_as_text(a), _as_text(b))]) for p, a, b in cases]
+        return [r[0] for r in self.rewards_for(encoded, batch_size)]
+
+    def judge_pair(self, prompt: Text, a: Text, b: Text) -> tuple[float, bool]:
+        """(P(a beats b) averaged over both orders, whether the two orders agree): `rewardkit.model.judge`."""
+        forward, backward = self._judge_scores([(prompt, a, b), (prompt, b, a)])
+        return both_orders(forward, backward)
+
+    def rank(self, prompt: Text, responses: Sequence[Text], batch_size: int = 32) -> list[float]:
+        """Scores of several responses to one prompt from every pairwise verdict in both orders, by a
+        Bradley-Terry fit (centred log-strengths): group-relative rewards for a GRPO group."""
+        if not self.judge:
+            raise UsageError("rank needs a pairwise judge (trained with --objective judge); score responses instead")
+        pairs = list(combinations(range(len(responses)), 2))
+        cases = [c for i, j in pairs for c in ((prompt, responses[i], responses[j]), (prompt, responses[j], responses[i]))]
+        scores = self._judge_scores(cases, batch_size)
+        wins = [(i, j, both_orders(scores[2 * k], scores[2 * k + 1])[0]) for k, (i, j) in enumerate(pairs)]
+        return bradley_terry_scores(len(responses), wins)
+
+    def _group_scores(self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int) -> list[float]:
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(text_key(p), []).append(i)
+        lone = next((m[0] for m in groups.values() if len(m) == 1), None)
+        if lone is not None:
+            raise UsageError(f"item {lone}: a pairwise judge scores each response against the other responses to "
+                             "the same prompt, and this one is alone; send a prompt's responses together (a whole "
+                             "GRPO group), or use judge_pair(prompt, a, b)")
+        out = [0.0] * len(prompts)
+        for members in groups.values():
+            for i, score in zip(members, self.rank(prompts[members[0]], [responses[i] for i in members], batch_size)):
+                out[i] = score
+        return out
+
+
+def _as_text(response: Text) -> str:
+    """A response as text for a judge's template (a chat answer: its messages' contents)."""
+    return response if isinstance(response, str) else "\n".join(m["content"] for m in response)

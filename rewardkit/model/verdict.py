@@ -55,23 +55,25 @@ def parse_answers(spec: str, flag: str = "--verdict-tokens") -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def resolve_verdict(tokenizer: Any, template: str, answers: str) -> Verdict:
-    """The verdict for this tokenizer; UsageError naming the flag for an empty template, an answer that
-    is not exactly one token, or two answers that are the same token."""
+def resolve_verdict(tokenizer: Any, template: str, answers: str,
+                    flags: tuple[str, str] = ("--verdict-template", "--verdict-tokens")) -> Verdict:
+    """The verdict for this tokenizer; UsageError naming the flag (``flags``: the template's and the
+    answers') for an empty template, an answer that is not exactly one token, or two answers that are the
+    same token."""
     if not template.strip():
-        raise UsageError("--verdict-template is empty: the model needs a question to answer after the response")
+        raise UsageError(f"{flags[0]} is empty: the model needs a question to answer after the response")
     template_ids = list(tokenizer(template, add_special_tokens=False)["input_ids"])
     if not template_ids:
-        raise UsageError(f"--verdict-template {template!r} gives no tokens")
+        raise UsageError(f"{flags[0]} {template!r} gives no tokens")
     ids = []
-    for answer in parse_answers(answers):
+    for answer in parse_answers(answers, flags[1]):
         pieces = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
         if len(pieces) != 1:
             shown = tokenizer.convert_ids_to_tokens(pieces)
-            raise UsageError(f"--verdict-tokens: {answer!r} is {len(pieces)} tokens for this tokenizer ({shown}), "
+            raise UsageError(f"{flags[1]}: {answer!r} is {len(pieces)} tokens for this tokenizer ({shown}), "
                              "not one; pick answers that are single tokens (a leading space often matters)")
         ids.append(pieces[0])
     if ids[0] == ids[1]:
-        raise UsageError(f"--verdict-tokens: {answers!r} names the same token twice")
-    yes, no = parse_answers(answers)
+        raise UsageError(f"{flags[1]}: {answers!r} names the same token twice")
+    yes, no = parse_answers(answers, flags[1])
     return Verdict(template, (yes, no), template_ids, (ids[0], ids[1]))

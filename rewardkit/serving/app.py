@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -33,6 +34,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from rewardkit.data.records import text_key
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.batching import token_budget_batches
@@ -106,6 +108,10 @@ class ModelWorker:
         if not specs:
             return [], 0
         loop = asyncio.get_running_loop()
+        if getattr(self.rm, "judge", False):  # a pairwise judge ranks each prompt's responses against each other
+            rewards = await loop.run_in_executor(self.encode_pool, judge_specs, self.rm, specs)
+            self.metrics.rewards([x for r in rewards for x in r])
+            return rewards, 0
         encoded = await loop.run_in_executor(self.encode_pool, encode_specs, self.rm.encoder, specs)
         job = await self.batcher.submit(encoded)
         watch = asyncio.ensure_future(wait_disconnect())
@@ -127,6 +133,23 @@ class ModelWorker:
             flat = [x for r in rewards for x in r]
         self.metrics.rewards(flat)
         return rewards, sum(len(row) for e in encoded for row in e.input_ids)
+
+
+def judge_specs(rm: Any, specs: list[Spec]) -> list[list[float]]:
+    """A judge's rewards for request items: the responses sharing a prompt in one request are a group and
+    get their Bradley-Terry scores from every pairwise verdict (a lone response is a 422: no silent 0)."""
+    for spec in specs:
+        if spec.text is not None or spec.responses is None or len(spec.responses) != 1:
+            raise BadRequest(f"{spec.where}: a judge scores responses to a prompt; send prompt and response")
+    groups = Counter(text_key(s.prompt) for s in specs)
+    for spec in specs:
+        if groups[text_key(spec.prompt)] == 1:
+            raise BadRequest(f"{spec.where}: the only response to its prompt in this request; a pairwise judge "
+                             "scores each response against the others to the same prompt, so send them together")
+    try:
+        return [[r] for r in rm.score_batch([s.prompt for s in specs], [s.responses[0] for s in specs])]
+    except ValueError as e:
+        raise BadRequest(f"{specs[0].where}: cannot be encoded: {e}") from None
 
 
 # ----------------------------------------------------------------------------------- transport

@@ -21,7 +21,7 @@ from typing import Any
 from rewardkit.card.text import write_card
 from rewardkit.config import TrainConfig
 from rewardkit.errors import UsageError
-from rewardkit.model.artifacts import (CAUSAL_LM_OBJECTIVES, is_adapter_dir, merge_adapter, model_meta, save_adapter,
+from rewardkit.model.artifacts import (is_adapter_dir, is_causal_lm_meta, merge_adapter, model_meta, save_adapter,
                                       save_model)
 from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
 from rewardkit.model.backbone import load_backbone, load_causal_lm
@@ -57,7 +57,7 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     if merge and not cfg.lora_r:
         raise UsageError(f"--merge: {src} is from a full fine-tuning run; there is no adapter to merge")
     regression = state.get("regression")  # a regression run's attributes, weights and training scaling
-    if cfg.objective in CAUSAL_LM_OBJECTIVES:  # SFT and generative runs keep the LM head
+    if is_causal_lm_meta(state):  # SFT, generative, judge and token-readout PRM runs keep the LM head
         model, tokenizer = load_causal_lm(cfg.model, dropout=False, what=f"--objective {cfg.objective}")
     else:
         model, tokenizer = load_backbone(cfg.model, dropout=False,
@@ -75,8 +75,10 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
     # what the objective saves with a model, without the run's reward statistics (computed at its end)
     if regression:
         extra = _regression_head(model, regression, folded=not (cfg.lora_r and not merge), where=src).to_meta()
-    elif cfg.objective == "generative":
-        extra = {"objective": "generative", "verdict": state["verdict"]}
+    elif state.get("verdict"):  # a generative reward model or a judge
+        extra = {"objective": cfg.objective, "verdict": state["verdict"]}
+    elif state.get("prm"):
+        extra = {"objective": "prm", "prm": state["prm"]}
     elif cfg.objective == "sft":
         extra = {"objective": "sft"}
     else:

@@ -78,6 +78,7 @@ def publish(run: Run, job: TrainingJob, tokenizer: Any, state: TrainState, final
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         save_trained(inner, tokenizer, tmp, meta, state_dict=weights)
+        job.objective.save_extra(tmp)
         publish_model(tmp, out)
         if cfg.merge:
             merge_adapter(out, out / "merged", overwrite=True)

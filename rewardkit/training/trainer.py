@@ -160,6 +160,7 @@ def build_job(cfg: TrainConfig, run: Run, objective: Objective, model: torch.nn.
     if run.deepspeed:
         configure_deepspeed(run.accelerator, cfg.batch_size)  # no DataLoader to read the micro-batch from
     net, optimizer = run.accelerator.prepare(net, optimizer)
+    objective.start(run, net, pad_id)
     if speed.packing and run.accelerator.device.type == "cuda":
         speed = with_flex_attention(speed, resolve_flex_attention(run.accelerator.unwrap_model(net), pad_id, True,
                                                                   speed.prefix_sharing))

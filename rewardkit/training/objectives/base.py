@@ -203,6 +203,13 @@ class Objective(ABC):
         """The held-out HTML report under ``path``; returns the page, or None for an objective without one."""
         return None
 
+    def save_extra(self, directory: Path) -> None:
+        """Files of the saved model beyond transformers' (written into ``directory`` before it is published)."""
+
+    def start(self, run: Run, net: nn.Module, pad_id: int) -> None:
+        """Called once the network is prepared (on its device), before the first step, also on resume:
+        for what must be fitted from the data before training (the gate's feature statistics)."""
+
     def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """eval.json's objective-specific fields: (data counts, run facts)."""
         return self.data.counts(), ({"objective": self.name} if self.name != "bt" else {})

@@ -119,16 +119,22 @@ class ScalarHead(Readout):
 
 
 class VerdictHead(Readout):
-    """A causal LM read after --verdict-template: ``log P(yes) - log P(no)`` (`rewardkit.model.verdict`)."""
+    """A causal LM read after --verdict-template: ``log P(yes) - log P(no)`` (`rewardkit.model.verdict`);
+    ``objective``: whose question and answers (``generative``: --verdict-*, ``judge``: --judge-*)."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, objective: str = "generative"):
         super().__init__(cfg)
         self.verdict: Verdict | None = None
+        self.objective = objective
 
     def load_model(self) -> tuple[nn.Module, Any]:
         """The decoder with its LM head; the verdict resolved for its tokenizer (each answer one token)."""
-        model, tokenizer = load_causal_lm(self.cfg.model, dropout=self.cfg.dropout, what="--objective generative")
-        self.verdict = resolve_verdict(tokenizer, self.cfg.verdict_template, self.cfg.verdict_tokens)
+        model, tokenizer = load_causal_lm(self.cfg.model, dropout=self.cfg.dropout, what=f"--objective {self.objective}")
+        if self.objective == "judge":
+            self.verdict = resolve_verdict(tokenizer, self.cfg.judge_template, self.cfg.judge_tokens,
+                                           ("--judge-template", "--judge-tokens"))
+        else:
+            self.verdict = resolve_verdict(tokenizer, self.cfg.verdict_template, self.cfg.verdict_tokens)
         return model, tokenizer
 
     def encoder(self, model: nn.Module, tokenizer: Any) -> Encoder:
@@ -141,7 +147,7 @@ class VerdictHead(Readout):
 
     def meta(self) -> dict[str, Any]:
         assert self.verdict is not None
-        return {"objective": "generative", "verdict": self.verdict.to_meta()}
+        return {"objective": self.objective, "verdict": self.verdict.to_meta()}
 
 
 class LanguageModelHead(Readout):
