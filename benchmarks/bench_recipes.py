@@ -102,8 +102,8 @@ def judge_experiment(args: argparse.Namespace, work: Path) -> tuple[dict[str, li
     from rewardkit.data.loading import split_by_prompt
     from rewardkit.model.judge import DEFAULT_TEMPLATE, DEFAULT_TOKENS, both_orders, pair_text
 
-    comps = [c for c in common.load_pairs(common.default_data(), args.limit)
-             if c.responses[0].strip() != c.responses[1].strip()]
+    comps = [c for c in common.load_pairs(common.default_data(), args.limit)  # both answers real and different
+             if c.responses[0].strip() and c.responses[1].strip() and c.responses[0].strip() != c.responses[1].strip()]
     train_c, test_c = split_by_prompt(comps, args.test_fraction, 0)
     as_record = lambda c: {"prompt": c.prompt, "chosen": c.responses[0], "rejected": c.responses[1]}  # noqa: E731
     train_file, test = write([as_record(c) for c in train_c], work / "train.jsonl"), [as_record(c) for c in test_c]

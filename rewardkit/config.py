@@ -22,6 +22,8 @@ from rewardkit.data.attributes.options import AttributeOptions, attribute_option
 from rewardkit.data.formats import FORMATS
 from rewardkit.data.ratings import RatingOptions, options_from
 from rewardkit.errors import UsageError, flag
+from rewardkit.data.critiques import DEFAULT_MAX_TOKENS as CRITIQUE_TOKENS
+from rewardkit.data.critiques import DEFAULT_TEMPLATE as CRITIQUE_TEMPLATE
 from rewardkit.model.judge import DEFAULT_TEMPLATE as JUDGE_TEMPLATE
 from rewardkit.model.judge import DEFAULT_TOKENS as JUDGE_TOKENS
 from rewardkit.model.verdict import DEFAULT_ANSWERS, DEFAULT_TEMPLATE
@@ -39,6 +41,8 @@ OBJECTIVES = {
     "prm": "prm:prm",
     "judge": "judge:JudgeObjective",
     "gating": "gating:GatingObjective",
+    "critique": "critique:critique",
+    "critique-lm": "critique:critique",
 }
 SCALAR_OBJECTIVES = ("bt", "generative")  # one reward per response, trained on comparisons
 
@@ -124,7 +128,9 @@ class TrainConfig:
         "attribute of a rating table, masked MSE/Huber; bt+regression: both, the pairs derived from "
         "the same ratings; sft: a decoder trained as a causal LM on prompt + chosen response (a warm "
         "start for a reward model); generative: the reward is the LM head's log P(yes) - log P(no) after "
-        "--verdict-template (Bradley-Terry on pairs; on a rating table, binary cross-entropy on score >= --hi).",
+        "--verdict-template (Bradley-Terry on pairs; on a rating table, binary cross-entropy on score >= --hi); "
+        "prm: a reward per step; judge: a pairwise A/B verdict; gating: prompt-gated attribute weights; critique: "
+        "the model writes a critique and a head scores it (after a critique-lm stage that learns to write them).",
         "bt", group="training", must_match=True, choices=OBJECTIVES)
     sft_epochs: float = option(
         "Run an SFT stage first (--objective sft for this many epochs, in OUTPUT_DIR/sft) and train the "
@@ -143,6 +149,21 @@ class TrainConfig:
     judge_tokens: str = option(
         "--objective judge: the answers naming response A and response B, A,B; each must be one token.",
         JUDGE_TOKENS, group="training", must_match=True)
+    critique_template: str = option(
+        "--objective critique: the cue after the prompt and response where the critique starts; the model "
+        "writes its critique after it, then the reward head reads the closing EOS.", CRITIQUE_TEMPLATE,
+        group="training", must_match=True)
+    max_critique_tokens: int = option(
+        "--objective critique: the most tokens of a critique, written (greedy) or read from the data (longer "
+        "reference critiques are cut); --max-length bounds the prompt and response alone.", CRITIQUE_TOKENS,
+        group="training", must_match=True)
+    critique_lm_weight: float = option(
+        "--objective critique: the weight of the language-model loss on the reference critiques beside the "
+        "Bradley-Terry loss of the reward head.", 1.0, group="training", must_match=True)
+    critique_sft_epochs: float = option(
+        "--objective critique: epochs of the first stage, learning to write the reference critiques "
+        "(--objective critique-lm, in OUTPUT_DIR/critique-lm), before the model critiques every response and "
+        "the head trains; 0: --model already writes critiques.", 1.0, group="training", must_match=True)
     gate_width: int = option(
         "--objective gating: hidden units of the gate that weights the attributes per prompt.", 64,
         group="training", must_match=True)
@@ -307,6 +328,12 @@ def check_objective(cfg: TrainConfig) -> None:
                          f"learns from comparisons' chosen responses), not to {cfg.objective}")
     if cfg.objective == "gating":
         _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (cfg.gate_width >= 1, "gate_width", str(cfg.gate_width))))
+        return
+    if cfg.objective in ("critique", "critique-lm"):
+        _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (not cfg.balance_per_prompt, "balance_per_prompt", "on"),
+                      (cfg.max_critique_tokens >= 1, "max_critique_tokens", str(cfg.max_critique_tokens)),
+                      (cfg.critique_sft_epochs >= 0, "critique_sft_epochs", str(cfg.critique_sft_epochs)),
+                      (cfg.critique_lm_weight >= 0, "critique_lm_weight", str(cfg.critique_lm_weight))))
         return
     if cfg.objective == "judge":
         _refuse(cfg, ((cfg.loss == "bt", "loss", "pl"), (not cfg.balance_per_prompt, "balance_per_prompt", "on"),

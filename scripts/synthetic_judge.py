@@ -41,22 +41,9 @@ def pairs(n: int, rng: random.Random) -> list[dict[str, str]]:
 
 
 def base(out: Path, seed: int) -> Path:
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tiny_llama import word_level_llama
 
-    d = out / f"base-{seed}"
-    vocab = {t: i for i, t in enumerate(["<s>", "</s>", "<unk>", "<pad>"] + WORDS)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                  pad_token="<pad>")
-    torch.manual_seed(seed)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                 bos_token_id=0, eos_token_id=1, pad_token_id=3)).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return word_level_llama(out / f"base-{seed}", WORDS, seed)
 
 
 def run_seed(out: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -47,8 +47,8 @@ class Layout:
 
     @property
     def sft(self) -> bool:
-        """An SFT warm start: a language model, not a reward model."""
-        return self.meta.get("objective") == "sft"
+        """An SFT warm start (or a critique model's first stage): a language model, not a reward model."""
+        return self.meta.get("objective") in ("sft", "critique-lm")
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -89,7 +89,9 @@ def read_layout(model_dir: str | Path) -> Layout:
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     max_length = int(meta.get("max_length", 512))
     verdict = Verdict.from_meta(meta)
-    encoder = make_encoder(skeleton, tokenizer, max_length, tail=verdict.template_ids if verdict else None,
+    critique = meta.get("critique")
+    tail = verdict.template_ids if verdict else list(critique["template_ids"]) if critique else None
+    encoder = make_encoder(skeleton, tokenizer, max_length, tail=tail,
                            chat=meta.get("inputs") == "messages")
     regression = RegressionMeta.from_meta(meta, len(meta.get("attributes") or []), str(d))
     layout = Layout(decoder=not encoder.pair_template, adapter=adapter, max_length=max_length, meta=meta,

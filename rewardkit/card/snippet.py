@@ -202,11 +202,41 @@ def _gating_lines(layout: Layout) -> list[str]:
             "        return (gate['log_scale'].exp() * (weights * attributes).sum()).item()"]
 
 
+def _critique_lines(layout: Layout) -> list[str]:
+    """A critique model: generate the critique greedily after the context, then read the head at the EOS that
+    closes it (`rewardkit.model.critique`)."""
+    c = layout.meta["critique"]
+    body = _decoder_lines(layout)
+    start = next(i for i, line in enumerate(body) if line.startswith("    p = tok("))
+    end = next(i for i, line in enumerate(body) if line.startswith("    ids = torch.tensor("))
+    return ["from safetensors.torch import load_file", "",
+            f"reward_head = load_file(f'{{MODEL}}/{c['head_file']}')  # read after the critique",
+            f"MAX_CRITIQUE, EOS = {c['max_tokens']}, {c['eos_id']}  # TAIL: the critique's cue", "", "",
+            "def critique_and_reward(prompt, response):  # (the critique the model writes, the reward)",
+            *_render_call(layout), *body[start:end], "    ids = head + p + r + TAIL",
+            "    with torch.no_grad():  # greedy, as rewardkit writes critiques",
+            "        out = model.generate(torch.tensor([ids]), max_new_tokens=MAX_CRITIQUE, do_sample=False,",
+            "                             eos_token_id=EOS, pad_token_id=tok.pad_token_id)",
+            "        critique = out[0, len(ids):].tolist()",
+            "        critique = critique[:critique.index(EOS)] if EOS in critique else critique",
+            "        full = torch.tensor([ids + critique + [EOS]])  # one EOS closes every critique",
+            "        state = getattr(model, model.base_model_prefix)(input_ids=full).last_hidden_state[0, -1].float()",
+            "        reward = (state @ reward_head['weight'].T + reward_head['bias']).item()",
+            "    return tok.decode(critique).strip(), reward"]
+
+
 def snippet(layout: Layout, model_path: str) -> str | None:
     """Plain-transformers code that reproduces rewardkit's reward for this model, or None (also for an
     SFT model, which has no reward)."""
     if layout.meta.get("prm"):
         return _prm_snippet(layout, model_path)
+    if layout.meta.get("objective") == "critique":
+        if layout.adapter:
+            return None
+        lines = _load_lines(layout, model_path) + _decoder_lines(layout)[:1] + _render_lines(layout)
+        lines += ["", ""] + _critique_lines(layout)
+        return "\n".join(lines + ["", "", "print(critique_and_reward('How do I boil an egg?', "
+                                  "'Simmer it for eight minutes.'))"]) + "\n"
     if layout.meta.get("gating") and layout.decoder and not layout.adapter:
         lines = _load_lines(layout, model_path) + _decoder_lines(layout)[:1] + _gating_lines(layout)
         return "\n".join(lines + ["", "", "print(reward('How do I boil an egg?', 'Simmer it for eight minutes.'))"]) + "\n"

@@ -357,8 +357,11 @@ def render_sft_card(layout: Layout, model_path: str, name: str, settings: dict[s
     parts = ["---", front_matter(layout, name, settings, summary).rstrip(), "---", "",
              f"# {name}", "",
              f"A causal language model fine-tuned by rewardkit {version}" + (f" from `{base}`" if base else "")
-             + " on the preferred responses of preference data (`--objective sft`): the warm start of a reward "
-             "model, not a reward model itself. The loss was on response tokens only; prompts were context.", "",
+             + (" to write critiques of responses (`--objective critique-lm`, the first stage of `--objective "
+                "critique`): not a reward model itself. The loss was on critique tokens only." if
+                layout.meta.get("objective") == "critique-lm" else
+                " on the preferred responses of preference data (`--objective sft`): the warm start of a reward "
+                "model, not a reward model itself. The loss was on response tokens only; prompts were context."), "",
              "## Train a reward model from it", "",
              "```bash", f"rewardkit train --model {model_path} --train-data prefs.jsonl --output-dir rm-out", "```", "",
              "The reward model gets a fresh score head; this model's language-model head is left out. "

@@ -119,7 +119,8 @@ def _eval_pairs(cfg: EvalConfig, progress: bool) -> EvalResult:
         weights = rm.gate_weights([c.prompt for c in loaded.comparisons], [c.responses[0] for c in loaded.comparisons])
         metrics["gate_weights"] = mean_gate_weights(rm.meta["gating"]["attributes"], loaded.comparisons,
                                                [[list(w.values())] for w in weights])
-    page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics)
+    critiques = list(rm.last_critiques) if getattr(rm, "critique", None) is not None else None  # what it wrote
+    page = partial(write_report, comps=loaded.comparisons, rewards=rewards, metrics=metrics, critiques=critiques)
     return EvalResult(metrics, page, lambda: metrics_table(metrics, f"{cfg.data} ({metrics['pairs']} pairs):"))
 
 

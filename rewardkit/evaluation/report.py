@@ -353,6 +353,26 @@ def mistakes_html(mistakes: list[tuple[float, Comparison, int, int]]) -> list[st
     return parts
 
 
+def critique_examples_html(comps: Sequence[Comparison], rewards: Sequence[Sequence[float]],
+                           critiques: Sequence[Sequence[str]], per_kind: int = 3) -> str:
+    """Example critiques of a critique model: the first pairs it judged right and wrong, each response with
+    the critique it wrote and the reward the head read from it."""
+    esc = html.escape
+    right = [i for i, r in enumerate(rewards) if len(r) > 1 and r[0] > r[1]][:per_kind]
+    wrong = [i for i, r in enumerate(rewards) if len(r) > 1 and r[0] <= r[1]][:per_kind]
+    parts = ["<h2>Example critiques</h2>"]
+    for label, idx in (("judged right (chosen scored higher)", right), ("judged wrong", wrong)):
+        parts.append(f"<h3>{esc(label)}: {len(idx)} shown</h3>")
+        for i in idx:
+            parts.append(f"<p><b>prompt</b> {_snippet(comps[i].prompt, tail=True)}</p><table>"
+                         "<tr><th></th><th>response</th><th>critique</th><th>reward</th></tr>")
+            for k, name in ((0, "chosen"), (1, "rejected")):
+                parts.append(f"<tr><th>{name}</th><td>{_snippet(comps[i].responses[k])}</td>"
+                             f"<td>{esc(critiques[i][k])}</td><td class=\"num\">{rewards[i][k]:.3f}</td></tr>")
+            parts.append("</table>")
+    return "\n".join(parts) + "\n"
+
+
 def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison, int, int]], title: str,
                 details: dict[str, str], training: str = "", margin: bool = False) -> str:
     """The page itself: headline metrics, the Training section (``training``, written at the end of a
@@ -410,13 +430,15 @@ def render_html(metrics: dict[str, Any], mistakes: list[tuple[float, Comparison,
 
 def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequence[Sequence[float]],
                  metrics: dict[str, Any] | None = None, title: str = "Reward model evaluation",
-                 details: dict[str, str] | None = None, training: TrainingRun | None = None) -> Path:
+                 details: dict[str, str] | None = None, training: TrainingRun | None = None,
+                 critiques: Sequence[Sequence[str]] | None = None) -> Path:
     """Write report.html, the three PNGs and metrics.json into ``out_dir``; return report.html's path.
 
     ``rewards[i]`` holds one reward per response of ``comps[i]``, best first (as scoring returns
     them). ``metrics`` defaults to `pair_metrics` of the same rewards; pass the ones already
     computed (with section scores) to keep page and JSON identical. ``training``: the run that
-    trained the model, for the Training section and loss.png (`training_html`).
+    trained the model, for the Training section and loss.png (`training_html`). ``critiques``: what a
+    critique model wrote about each response of ``comps[i]`` (`critique_examples_html`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -433,6 +455,8 @@ def write_report(out_dir: str | Path, comps: Sequence[Comparison], rewards: Sequ
         plot_gate_weights(out / GATE_PLOT, metrics["gate_weights"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     part = training_html(out, training, metrics.get("loss")) if training else ""
+    if critiques:
+        part = critique_examples_html(comps, rewards, critiques) + part
     margin = training is not None and training.mean_margin is not None
     page = out / "report.html"
     page.write_text(render_html(metrics, confident_mistakes(comps, rewards), title, details or {}, part, margin),

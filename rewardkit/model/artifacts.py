@@ -33,7 +33,8 @@ from rewardkit.model.gguf import loadable
 from rewardkit.model.hf_logging import quiet_loading
 
 ADAPTER_CONFIG = "adapter_config.json"
-CAUSAL_LM_OBJECTIVES = ("sft", "generative", "judge")
+EXTRA_FILES = ("critique_head.safetensors", "gating.safetensors")  # saved beside a model by its objective
+CAUSAL_LM_OBJECTIVES = ("sft", "generative", "judge", "critique", "critique-lm")
 META_FILE = "rewardkit.json"
 # Files of a finished model, full or LoRA.
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ADAPTER_CONFIG,
@@ -218,6 +219,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, overwrite: bool 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(merged, tokenizer, tmp, meta)
+    for name in EXTRA_FILES:  # what an objective saves beside the model (a critique model's head)
+        if (Path(adapter_dir) / name).is_file():
+            shutil.copy2(Path(adapter_dir) / name, tmp / name)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

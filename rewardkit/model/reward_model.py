@@ -24,6 +24,7 @@ from rewardkit.errors import UsageError
 from rewardkit.model.artifacts import load_model_dir
 from rewardkit.model.attribute_head import RegressionMeta
 from rewardkit.model.backbone import make_encoder
+from rewardkit.model.critique import CritiqueNet, CritiqueSpec, critiqued, generate_critiques, load_head
 from rewardkit.model.gating import GatedNet, load_gate, score_gated
 from rewardkit.model.gguf import is_gguf
 from rewardkit.model.judge import bradley_terry_scores, both_orders, pair_text
@@ -58,7 +59,7 @@ class RewardModel:
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 512,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                  meta: dict[str, Any] | None = None, prefix_sharing: str = "auto", packing: str = "auto",
-                 gate: Any = None):
+                 gate: Any = None, critique_head: nn.Module | None = None):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
         self.dtype = resolve_dtype(dtype, self.device.type)
@@ -72,6 +73,14 @@ class RewardModel:
         if self.meta.get("objective") == "sft":
             raise UsageError("this is an SFT model (a causal LM trained with --objective sft), not a reward model: "
                              "start a reward model from it with `rewardkit train --model DIR`")
+        if self.meta.get("objective") == "critique-lm":
+            raise UsageError("this model writes critiques (--objective critique-lm, the first stage of --objective "
+                             "critique) but has no reward head: score with the finished critique model")
+        # critique-out-loud (--objective critique): the model writes a critique, a head scores it
+        self.critique = CritiqueSpec.from_meta(self.meta) if self.meta.get("objective") == "critique" else None
+        if self.critique is not None and critique_head is None:
+            raise UsageError("a critique model needs its head (critique_head.safetensors beside the model)")
+        self.last_critiques: list[list[str]] = []  # the critiques of the last scoring call (critique models)
         # generative reward models (--objective generative): the LM head's yes/no log-odds after a question
         self.verdict = Verdict.from_meta(self.meta)
         self.net = RewardNet(self.model) if self.verdict is None else VerdictNet(self.model, *self.verdict.answer_ids)
@@ -82,16 +91,18 @@ class RewardModel:
         self.pad_id = int(pad) if pad is not None else 0
         # regression models (issue 14): K attribute outputs; the reward is their weighted combination
         self.regression = RegressionMeta.from_meta(self.meta, int(model.config.num_labels), "model")
-        if self.regression is None and self.verdict is None and not self.meta.get("prm") and \
+        if self.regression is None and self.verdict is None and self.critique is None and not self.meta.get("prm") and \
                 int(model.config.num_labels) > 1:
             raise UsageError(f"not a rewardkit reward model: {model.config.num_labels} outputs and no attribute "
                              "names in config.rewardkit")
         self.max_length = int(self.meta.get("max_length", max_length))
-        self.encoder = make_encoder(model, tokenizer, self.max_length,
-                                    tail=self.verdict.template_ids if self.verdict else None,
+        tail = self.verdict.template_ids if self.verdict else self.critique.template_ids if self.critique else None
+        self.encoder = make_encoder(model, tokenizer, self.max_length, tail=tail,
                                     chat=self.meta.get("inputs") == "messages")
         # prompt-gated attribute weights (--objective gating): the gate reads the prompt, the head the response
         self.gate = gate
+        if critique_head is not None:
+            self.net = CritiqueNet(self.model, critique_head.to(self.device))
         if gate is not None:
             self.net = GatedNet(self.model, gate.to(self.device))
         # a process reward model (--objective prm): a reward at every step, read at the step separator
@@ -124,8 +135,9 @@ class RewardModel:
             meta["max_length"] = max_length
         gating = meta.get("gating")
         gate = load_gate(path, gating["hidden"], len(gating["attributes"]), gating["width"]) if gating else None
+        head = load_head(path) if meta.get("objective") == "critique" else None
         return cls(model, tokenizer, device=device, dtype=want, meta=meta, prefix_sharing=prefix_sharing,
-                   packing=packing, gate=gate)
+                   packing=packing, gate=gate, critique_head=head)
 
     @classmethod
     def generative(cls, model: str | Path, template: str = DEFAULT_TEMPLATE, answers: str = DEFAULT_ANSWERS,
@@ -159,6 +171,8 @@ class RewardModel:
         """Rewards of every response of every encoded comparison, in input order, length-sorted batches.
 
         A regression model's reward is the combined reward of its attribute outputs."""
+        if self.critique is not None:
+            return self._critiqued_rewards(encoded, batch_size, progress)
         if self.prm is not None:
             return [[aggregate(steps, self.prm.get("aggregate", "min")), *steps]
                     for steps in self._step_rewards(encoded, batch_size)]
@@ -168,6 +182,23 @@ class RewardModel:
             return score_encoded(self.net, self.pad_id, encoded, batch_size, self.device, progress,
                                  share_prefix=self.share_prefix, pack=self.pack)
         return [[self.regression.reward(o) for o in outs] for outs in self.outputs_for(encoded, batch_size, progress)]
+
+    def _critiqued_rewards(self, encoded: Sequence[Encoded], batch_size: int, progress: Any = None
+                           ) -> list[list[float]]:
+        """A critique model: write a critique after every response (greedy, `rewardkit.model.critique`), then
+        read the head at the end of prompt + response + critique. The texts land in ``last_critiques``."""
+        assert self.critique is not None
+        contexts = [ctx for e in encoded for ctx in e.input_ids]
+        written = generate_critiques(self.model, contexts, self.critique, self.pad_id, batch_size, self.device)
+        at, full = 0, []
+        self.last_critiques = []
+        for e in encoded:
+            k = len(e.input_ids)
+            full.append(Encoded([critiqued(c, w, self.critique) for c, w in zip(e.input_ids, written[at:at + k])],
+                                None, e.prompt_len, e.truncated))
+            self.last_critiques.append([self.tokenizer.decode(w).strip() for w in written[at:at + k]])
+            at += k
+        return score_encoded(self.net, self.pad_id, full, batch_size, self.device, progress)
 
     def _step_rewards(self, encoded: Sequence[Encoded], batch_size: int) -> list[list[float]]:
         return [[sigmoid(x) for x in row] for row in
@@ -227,22 +258,29 @@ class RewardModel:
         return self.rewards_for([self.encoder.encode(c) for c in comps], batch_size, progress)
 
     def score_batch(self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int = 32,
-                    normalize: bool = False) -> list[float]:
+                    normalize: bool = False, return_critique: bool = False) -> list[Any]:
         """Rewards for parallel lists of prompts and responses, in input order.
 
         Inputs are sorted by length into batches of ``batch_size`` (each padded only to its own
-        longest member) and the results put back in input order.
+        longest member) and the results put back in input order. ``return_critique`` (a critique model,
+        ``--objective critique``): (reward, the critique it wrote) per response.
         """
+        if return_critique and self.critique is None:
+            raise UsageError("return_critique: this model writes no critiques (trained with --objective critique)")
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if self.judge:  # a judge scores a response against the others of its prompt (a GRPO group)
             return self._group_scores(prompts, responses, batch_size)
         encoded = [self.encoder.encode_texts(p, [r]) for p, r in zip(prompts, responses)]
         rewards = [r[0] for r in self.rewards_for(encoded, batch_size)]
-        return self.normalize(rewards) if normalize else rewards
+        rewards = self.normalize(rewards) if normalize else rewards
+        if return_critique:
+            return [(r, c[0]) for r, c in zip(rewards, self.last_critiques)]
+        return rewards
 
-    def score(self, prompt: Text, response: Text, normalize: bool = False) -> float:
-        return self.score_batch([prompt], [response], normalize=normalize)[0]
+    def score(self, prompt: Text, response: Text, normalize: bool = False, return_critique: bool = False) -> Any:
+        """The reward of one response (with ``return_critique``: (reward, critique), a critique model only)."""
+        return self.score_batch([prompt], [response], normalize=normalize, return_critique=return_critique)[0]
 
     def compare(self, prompt: Text, a: Text, b: Text) -> float:
         """P(a preferred over b) = sigmoid(r_a - r_b) under the Bradley-Terry model.

@@ -103,15 +103,20 @@ class ModelWorker:
         return out
 
     async def score(self, specs: list[Spec], wait_disconnect: Callable[[], Awaitable[None]]
-                    ) -> tuple[list[list[float]], int]:
-        """(rewards of every spec's responses, tokens scored); ClientGone if the client leaves first."""
+                    ) -> tuple[list[list[float]], int, list[list[str]] | None]:
+        """(rewards of every spec's responses, tokens scored, a critique model's critiques of them or None);
+        ClientGone if the client leaves first."""
         if not specs:
-            return [], 0
+            return [], 0, None
         loop = asyncio.get_running_loop()
         if getattr(self.rm, "judge", False):  # a pairwise judge ranks each prompt's responses against each other
             rewards = await loop.run_in_executor(self.encode_pool, judge_specs, self.rm, specs)
             self.metrics.rewards([x for r in rewards for x in r])
-            return rewards, 0
+            return rewards, 0, None
+        if getattr(self.rm, "critique", None) is not None:  # writes a critique per response, then scores it
+            rewards, critiques = await loop.run_in_executor(self.encode_pool, critique_specs, self.rm, specs)
+            self.metrics.rewards([x for r in rewards for x in r])
+            return rewards, 0, critiques
         encoded = await loop.run_in_executor(self.encode_pool, encode_specs, self.rm.encoder, specs)
         job = await self.batcher.submit(encoded)
         watch = asyncio.ensure_future(wait_disconnect())
@@ -132,7 +137,25 @@ class ModelWorker:
             rewards = [[(x - self.stats["mean"]) / self.stats["std"] for x in r] for r in rewards]
             flat = [x for r in rewards for x in r]
         self.metrics.rewards(flat)
-        return rewards, sum(len(row) for e in encoded for row in e.input_ids)
+        return rewards, sum(len(row) for e in encoded for row in e.input_ids), None
+
+
+def score_body(rm: Any, rewards: list[list[float]], kinds: list[str], critiques: list[list[str]] | None) -> dict:
+    """/score's answer: a reward per item (a list for a pair or group item); a process reward model's
+    aggregate and every step's reward; a critique model's critiques beside its rewards."""
+    if rm.prm is not None:
+        return {"rewards": [r[0] for r in rewards], "step_rewards": [r[1:] for r in rewards],
+                "aggregate": rm.prm.get("aggregate", "min")}
+    out: dict[str, Any] = {"rewards": [r[0] if k == "response" else r for r, k in zip(rewards, kinds)]}
+    if critiques is not None:
+        out["critiques"] = [c[0] if k == "response" else c for c, k in zip(critiques, kinds)]
+    return out
+
+
+def critique_specs(rm: Any, specs: list[Spec]) -> tuple[list[list[float]], list[list[str]]]:
+    """A critique model's rewards and critiques for request items (generation runs here, one request at a time)."""
+    rewards = rm.rewards_for(encode_specs(rm.encoder, specs))
+    return rewards, rm.last_critiques
 
 
 def judge_specs(rm: Any, specs: list[Spec]) -> list[list[float]]:
@@ -247,7 +270,8 @@ def create_app(rm: Any, cfg: ServeConfig, api_key: str | None) -> Any:
                 log.info("%s %s", request.url.path, body[:4096].decode("utf-8", "replace"))
             parsed = parse(parse_json(body))
             specs = parsed[0]
-            rewards, tokens = await scorer.score(specs, _disconnect_waiter(request.receive))
+            rewards, tokens, critiques = await scorer.score(specs, _disconnect_waiter(request.receive))
+            request.state.critiques = critiques
             return JSONResponse(reply(rewards, tokens, *parsed[1:]))
         except BadRequest as e:
             return _error(e.status, e.message)
@@ -262,10 +286,7 @@ def create_app(rm: Any, cfg: ServeConfig, api_key: str | None) -> Any:
     @app.post("/score")
     async def score(request: Request) -> Response:
         def reply(rewards: list[list[float]], tokens: int, kinds: list[str]) -> dict:
-            if rm.prm is not None:  # a process reward model: the aggregate, then every step's reward
-                return {"rewards": [r[0] for r in rewards], "step_rewards": [r[1:] for r in rewards],
-                        "aggregate": rm.prm.get("aggregate", "min")}
-            return {"rewards": [r[0] if k == "response" else r for r, k in zip(rewards, kinds)]}
+            return score_body(rm, rewards, kinds, request.state.critiques)
         return await handle(request, lambda d: parse_score(d, scorer.limits), reply)
 
     @app.post("/get_reward")

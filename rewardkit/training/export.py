@@ -26,6 +26,7 @@ from rewardkit.model.artifacts import (is_adapter_dir, is_causal_lm_meta, merge_
 from rewardkit.model.attribute_head import RegressionMeta, fold_output_layer, head_config
 from rewardkit.model.backbone import load_backbone, load_causal_lm
 from rewardkit.model.lora import apply_lora
+from rewardkit.model.critique import HEAD_FILE
 from rewardkit.training.checkpoints import checkpoint_weights, read_state, STATE_FILE
 
 
@@ -64,7 +65,11 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
                                          head=head_config(regression["attributes"]) if regression else None)
     if cfg.lora_r:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    if cfg.objective == "gating":
+        raise UsageError(f"{src}: a gating run's checkpoint holds its gate, which export does not rebuild; "
+                         "resume the run to its end (rewardkit train ... --resume) for the model")
     weights = checkpoint_weights(src)
+    head = {k.removeprefix("head."): weights.pop(k) for k in list(weights) if k.startswith("head.")}
     result = model.load_state_dict(weights, strict=not cfg.lora_r)
     if cfg.lora_r:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -79,6 +84,8 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
         extra = {"objective": cfg.objective, "verdict": state["verdict"]}
     elif state.get("prm"):
         extra = {"objective": "prm", "prm": state["prm"]}
+    elif state.get("critique"):  # a critique model: its head beside the causal LM
+        extra = {"objective": cfg.objective, "critique": state["critique"]}
     elif cfg.objective == "sft":
         extra = {"objective": "sft"}
     else:
@@ -93,6 +100,10 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
         save_adapter(model, tokenizer, tmp, meta)
     else:
         save_model(model, tokenizer, tmp, meta)
+    if head and cfg.objective == "critique":
+        from safetensors.torch import save_file
+
+        save_file({k: v.float().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.rename(out)

@@ -1,6 +1,6 @@
 """Train a reward model: `train` runs the phases of a run in order, for every objective.
 
-    [sft_stage] -> start_run -> data.load -> readout.load_model -> data.encode -> prepare_output
+    [sft_stage | critique_stage] -> start_run -> data.load -> readout.load_model -> data.encode -> prepare_output
                 -> resolve_speed -> plan_run -> build_job -> restore -> fit -> final_evaluation -> publish
 
 What is learned is the objective's (`rewardkit.training.objectives`: its data, its readout, its loss
@@ -68,6 +68,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, objective: Objec
     cfg.validate()
     if cfg.sft_epochs:
         cfg = sft_stage(cfg, log)
+    elif cfg.objective == "critique" and cfg.critique_sft_epochs:
+        cfg = critique_stage(cfg, log)
     trackers = accelerator_kwargs(cfg)  # a missing tracker package fails here, before any work
     started = time.time()
     precision = resolve_precision(cfg.precision, run_device_type())
@@ -106,20 +108,34 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, objective: Objec
 
 
 def sft_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
-    """``--sft-epochs``: train the SFT stage in OUTPUT_DIR/sft (on ``--resume``: finish it, or skip it once
-    finished) and return the reward model's settings, which start from its weights (LoRA runs: from
-    its merged weights). The SFT stage shares every setting but those only a reward model has."""
-    check_output_dir(cfg)  # a reward model's directory that would be refused is refused now, not after SFT
-    sft_dir = Path(cfg.output_dir) / "sft"
-    if cfg.resume and (sft_dir / "eval.json").is_file():
-        log(f"SFT stage: finished in {sft_dir}; training the reward model from it")
+    """``--sft-epochs``: train the SFT stage in OUTPUT_DIR/sft and return the reward model's settings
+    (`first_stage`)."""
+    return first_stage(cfg, log, "sft", cfg.sft_epochs, "SFT stage", "--objective sft")
+
+
+def critique_stage(cfg: TrainConfig, log: Callable[[str], None]) -> TrainConfig:
+    """``--objective critique``: learn to write the reference critiques in OUTPUT_DIR/critique-lm first
+    (`first_stage`), then the reward stage starts from that model."""
+    return first_stage(cfg, log, "critique-lm", cfg.critique_sft_epochs, "critique stage 1",
+                       "--objective critique-lm (learning to write the reference critiques)")
+
+
+def first_stage(cfg: TrainConfig, log: Callable[[str], None], objective: str, epochs: float, what: str,
+                does: str) -> TrainConfig:
+    """Train a language-model stage in OUTPUT_DIR/<objective> (on ``--resume``: finish it, or skip it once
+    finished) and return the reward model's settings, which start from its weights (LoRA runs: from its
+    merged weights). The stage shares every setting but those only a reward model has."""
+    check_output_dir(cfg)  # a reward model's directory that would be refused is refused now, not after stage 1
+    stage_dir = Path(cfg.output_dir) / objective
+    if cfg.resume and (stage_dir / "eval.json").is_file():
+        log(f"{what}: finished in {stage_dir}; training the reward model from it")
     else:
-        log(f"SFT stage: {cfg.sft_epochs:g} epoch(s) of --objective sft in {sft_dir}, then the reward model from it")
-        train(dataclasses.replace(cfg, objective="sft", epochs=cfg.sft_epochs, sft_epochs=0.0, output_dir=str(sft_dir),
+        log(f"{what}: {epochs:g} epoch(s) of {does} in {stage_dir}, then the reward model from it")
+        train(dataclasses.replace(cfg, objective=objective, epochs=epochs, sft_epochs=0.0, output_dir=str(stage_dir),
                                   merge=bool(cfg.lora_r), loss="bt", balance_per_prompt=False, center_coef=0.0,
                                   resume="auto" if cfg.resume else None), log)
-    # the reward model resumes from its own checkpoint when it has one (else it starts after the SFT stage)
-    return dataclasses.replace(cfg, model=str(sft_dir / "merged" if cfg.lora_r else sft_dir),
+    # the reward model resumes from its own checkpoint when it has one (else it starts after the first stage)
+    return dataclasses.replace(cfg, model=str(stage_dir / "merged" if cfg.lora_r else stage_dir),
                                resume="auto" if cfg.resume else None)
 
 
