@@ -8,7 +8,7 @@ module runs the network to get them. ``rewardkit eval`` scores through
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -37,27 +37,42 @@ def shard(items: Sequence[Any], accelerator: Any) -> list[tuple[Any, float]]:
     return [(items[i], 1.0 if k < real else 0.0) for k, i in enumerate(mine)]
 
 
-def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
-                  share_prefix: bool = False, pack: bool = False, collate: Any = None) -> list[list[Any]]:
-    """The head's outputs for every response of every item, in input order, on every process.
-
-    Each process scores every ``world``-th item; the results are gathered. One output is a float
-    (a 1-output head) or a list of K floats (one per rated attribute).
-    """
+def on_shards(work: Callable[[list[Any]], list[Any]], items: Sequence[Any], accelerator: Any) -> list[Any]:
+    """``work`` on this process's share of ``items`` (every ``world``-th), the results gathered: every
+    process gets one result per item, in input order."""
     from accelerate.utils import gather_object
 
-    mine, _ = shard_indices(len(encoded), accelerator)
-    was_training = net.training
-    net.eval()
-    with accelerator.autocast():
-        outputs = score_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device,
-                                share_prefix=share_prefix, pack=pack, collate=collate)
-    net.train(was_training)
-    pairs = list(zip(mine, outputs))
+    mine, _ = shard_indices(len(items), accelerator)
+    pairs = list(zip(mine, work([items[i] for i in mine])))
     if accelerator.num_processes > 1:
         pairs = gather_object(pairs)
     by_index = dict(pairs)
-    return [by_index[i] for i in range(len(encoded))]
+    return [by_index[i] for i in range(len(items))]
+
+
+def in_eval_mode(net: torch.nn.Module, accelerator: Any, score: Callable[[list[Any]], list[Any]]
+                 ) -> Callable[[list[Any]], list[Any]]:
+    """``score`` run with ``net`` in eval mode under the run's autocast, its training mode restored after."""
+    def run(mine: list[Any]) -> list[Any]:
+        was_training = net.training
+        net.eval()
+        try:
+            with accelerator.autocast():
+                return score(mine)
+        finally:
+            net.train(was_training)
+    return run
+
+
+def score_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any,
+                  share_prefix: bool = False, pack: bool = False, collate: Any = None) -> list[list[Any]]:
+    """The head's outputs for every response of every item, in input order, on every process (`on_shards`).
+
+    One output is a float (a 1-output head) or a list of K floats (one per rated attribute).
+    """
+    return on_shards(in_eval_mode(net, accelerator, lambda mine: score_encoded(
+        net, pad_id, mine, batch_size, accelerator.device, share_prefix=share_prefix, pack=pack, collate=collate)),
+        encoded, accelerator)
 
 
 def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Sequence[Encoded], pad_id: int,
@@ -70,18 +85,6 @@ def evaluate_net(net: torch.nn.Module, comps: Sequence[Comparison], encoded: Seq
 
 def score_steps_sharded(net: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int,
                         accelerator: Any) -> list[list[float]]:
-    """A process reward model's step logits for every solution, in input order, on every process (each
-    scores every ``world``-th solution; the results are gathered, as `score_sharded`)."""
-    from accelerate.utils import gather_object
-
-    mine, _ = shard_indices(len(encoded), accelerator)
-    was_training = net.training
-    net.eval()
-    with accelerator.autocast():
-        outputs = score_steps_encoded(net, pad_id, [encoded[i] for i in mine], batch_size, accelerator.device)
-    net.train(was_training)
-    pairs = list(zip(mine, outputs))
-    if accelerator.num_processes > 1:
-        pairs = gather_object(pairs)
-    by_index = dict(pairs)
-    return [by_index[i] for i in range(len(encoded))]
+    """A process reward model's step logits for every solution, in input order, on every process (`on_shards`)."""
+    return on_shards(in_eval_mode(net, accelerator, lambda mine: score_steps_encoded(
+        net, pad_id, mine, batch_size, accelerator.device)), encoded, accelerator)

@@ -165,6 +165,19 @@ def _pair_index(items: list[Encoded], balance_per_prompt: bool, use_margin: bool
     )
 
 
+def target_positions(items: list[Encoded], first_row: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """(rows, columns, token ids) of every position that predicts a target token of ``items``' first
+    sequences, item k in row ``first_row + k``: the tokens after ``prompt_len``, each read one position before."""
+    rows, cols, ids = [], [], []
+    for k, e in enumerate(items):
+        seq = e.input_ids[0]
+        first = max(e.prompt_len, 1)  # a token with nothing before it has no prediction to read
+        rows += [first_row + k] * (len(seq) - first)
+        cols += range(first - 1, len(seq) - 1)
+        ids += seq[first:]
+    return rows, cols, ids
+
+
 def collate_lm(items: list[Encoded], pad_id: int) -> Batch:
     """Language-model batches (SFT): one right-padded row per item (its first sequence), read at every
     position that predicts a response token, including the final EOS.
@@ -175,13 +188,7 @@ def collate_lm(items: list[Encoded], pad_id: int) -> Batch:
     """
     batch = collate([Encoded(e.input_ids[:1], e.token_type_ids[:1] if e.token_type_ids else None, e.prompt_len,
                              e.truncated) for e in items], pad_id)
-    rows, cols, ids = [], [], []
-    for i, e in enumerate(items):
-        seq = e.input_ids[0]
-        first = max(e.prompt_len, 1)  # a token with nothing before it has no prediction to read
-        rows += [i] * (len(seq) - first)
-        cols += range(first - 1, len(seq) - 1)
-        ids += seq[first:]
+    rows, cols, ids = target_positions(items)
     batch.reward_row, batch.reward_col = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
     batch.read_ids = torch.tensor(ids, dtype=torch.long)
     return batch

@@ -31,7 +31,7 @@ from torch import nn
 from rewardkit.encoding.encoder import Encoded
 from rewardkit.errors import UsageError
 from rewardkit.model.backbone import unwrap
-from rewardkit.model.batching import Batch, collate, sorted_batches
+from rewardkit.model.batching import Batch, collate, sorted_batches, target_positions
 from rewardkit.model.net import RewardNet, lm_logits
 
 HEAD_FILE = "critique_head.safetensors"
@@ -125,32 +125,27 @@ def load_head(directory: str | Path) -> nn.Linear:
 def generate_critiques(model: nn.Module, contexts: Sequence[list[int]], spec: CritiqueSpec, pad_id: int,
                        batch_size: int, device: torch.device, progress: Any = None) -> list[list[int]]:
     """Greedy critiques (token ids, EOS dropped) after every context, in input order: length-sorted batches,
-    left-padded, through transformers' ``generate`` with its KV cache."""
+    left-padded, through transformers' ``generate`` with its KV cache. ``model`` must be in eval mode."""
     from transformers import GenerationConfig
 
     lm = lm_module(model)
-    was_training = lm.training
-    lm.eval()
     config = GenerationConfig(max_new_tokens=spec.max_tokens, do_sample=False, eos_token_id=spec.eos_id,
                               pad_token_id=pad_id)
     out: list[list[int]] = [[] for _ in contexts]
-    try:
-        for idx in sorted_batches([len(c) for c in contexts], batch_size):
-            width = max(len(contexts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, width - len(contexts[i]):] = torch.tensor(contexts[i])
-                mask[row, width - len(contexts[i]):] = 1
-            generated = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                    generation_config=config)[:, width:].tolist()
-            for row, i in enumerate(idx):
-                tokens = generated[row]
-                out[i] = tokens[:tokens.index(spec.eos_id)] if spec.eos_id in tokens else tokens
-            if progress is not None:
-                progress.update(len(idx))
-    finally:
-        lm.train(was_training)
+    for idx in sorted_batches([len(c) for c in contexts], batch_size):
+        width = max(len(contexts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, width - len(contexts[i]):] = torch.tensor(contexts[i])
+            mask[row, width - len(contexts[i]):] = 1
+        generated = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                generation_config=config)[:, width:].tolist()
+        for row, i in enumerate(idx):
+            tokens = generated[row]
+            out[i] = tokens[:tokens.index(spec.eos_id)] if spec.eos_id in tokens else tokens
+        if progress is not None:
+            progress.update(len(idx))
     return out
 
 
@@ -170,12 +165,7 @@ def collate_critique(items: list[Encoded], reference_contexts: list[tuple[int, i
             for seq, n in zip(e.input_ids[2:], lens)]
     batch = collate(pairs + refs, pad_id, use_margin=False)
     rewards = 2 * len(pairs)
-    rows, cols, ids = [], [], []
-    for k, ref in enumerate(refs):
-        seq, first = ref.input_ids[0], max(ref.prompt_len, 1)
-        rows += [rewards + k] * (len(seq) - first)
-        cols += range(first - 1, len(seq) - 1)
-        ids += seq[first:]
+    rows, cols, ids = target_positions(refs, first_row=rewards)
     batch.reward_row = torch.cat([batch.reward_row[:rewards], torch.tensor(rows, dtype=torch.long)])
     batch.reward_col = torch.cat([batch.reward_col[:rewards], torch.tensor(cols, dtype=torch.long)])
     batch.read_ids = torch.cat([torch.full((rewards,), -1, dtype=torch.long), torch.tensor(ids, dtype=torch.long)])

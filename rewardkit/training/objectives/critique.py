@@ -28,7 +28,7 @@ from rewardkit.data.loading import split_by_prompt
 from rewardkit.data.records import describe_problems, input_kind
 from rewardkit.encoding.encoder import Encoded, Encoder
 from rewardkit.errors import UsageError, flag
-from rewardkit.evaluation.held_out import evaluate_net, shard_indices
+from rewardkit.evaluation.held_out import evaluate_net, in_eval_mode, on_shards
 from rewardkit.model.backbone import load_causal_lm, make_encoder
 from rewardkit.model.batching import Batch, BatchLayout
 from rewardkit.model.critique import (HEAD_FILE, CritiqueNet, CritiqueSpec, collate_critique, critique_tokens,
@@ -144,21 +144,12 @@ class CritiqueData(Data):
 
     def _generate(self, run: Run, contexts: list[list[int]], spec: CritiqueSpec) -> list[list[int]]:
         """The model's own critique after every context: each process writes its share, all get all."""
-        from accelerate.utils import gather_object
-
         model, accelerator = self.readout.model, run.accelerator
         assert model is not None
         model.to(accelerator.device)
-        mine, _ = shard_indices(len(contexts), accelerator)
-        pad = model.config.pad_token_id if model.config.pad_token_id is not None else spec.eos_id
-        with accelerator.autocast():
-            written = generate_critiques(model, [contexts[i] for i in mine], spec, int(pad),
-                                         self.cfg.eval_batch_size, accelerator.device)
-        pairs = list(zip(mine, written))
-        if accelerator.num_processes > 1:
-            pairs = gather_object(pairs)
-        by_index = dict(pairs)
-        return [by_index[i] for i in range(len(contexts))]
+        pad = int(model.config.pad_token_id if model.config.pad_token_id is not None else spec.eos_id)
+        return on_shards(in_eval_mode(model, accelerator, lambda mine: generate_critiques(
+            model, mine, spec, pad, self.cfg.eval_batch_size, accelerator.device)), contexts, accelerator)
 
     def fingerprint(self) -> str:
         return data_fingerprint(self.items, self.held)

@@ -24,8 +24,8 @@ from rewardkit.model.artifacts import read_meta
 from rewardkit.model.backbone import load_backbone, uses_last_token
 from rewardkit.model.batching import Batch, BatchLayout
 from rewardkit.model.gating import GATE_FILE, Gate, GatedNet, collate_gated, gate_state, prompt_states
-from rewardkit.training.losses import batch_loss, loss_denominator
 from rewardkit.training.objectives.base import Evaluation, Objective, Readout, Traits
+from rewardkit.training.objectives.pairwise import PairwiseObjective
 from rewardkit.training.objectives.parts import ComparisonData
 
 if TYPE_CHECKING:
@@ -87,12 +87,8 @@ class GatingObjective(Objective):
         return collate_gated([self.items[j] for j in members], pad_id, balance_per_prompt=self.cfg.balance_per_prompt,
                              use_margin=self.cfg.use_margin, prompt_ids=prompt_ids)
 
-    def counts(self, batch: Batch) -> dict[str, float]:
-        return {"pairwise": loss_denominator(batch, self.cfg.loss), "accuracy": float(len(batch.pair_better))}
-
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        loss, accuracy = batch_loss(outputs, batch, self.cfg.loss, self.cfg.center_coef)
-        return {"pairwise": loss, "accuracy": accuracy}
+    counts = PairwiseObjective.counts  # Bradley-Terry on the gated rewards, as a pairwise model's
+    loss = PairwiseObjective.loss
 
     def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         data = self.data

@@ -101,7 +101,19 @@ class LabelledAnswers(Data):
         return {"train_answers": len(self.items), "truncated": self.truncated, "eval_answers": len(self.held)}
 
 
-class VerdictRatingsObjective(Objective):
+class VerdictBCE:
+    """The step of a verdict learnt with binary cross-entropy: one log-odds per item against its 0/1 target
+    (``batch.targets``), the mean over the pass, with the verdict's accuracy (rating tables here, the judge)."""
+
+    def counts(self, batch: Batch) -> dict[str, float]:
+        return {"bce": float(len(batch.targets)), "accuracy": float(len(batch.targets))}
+
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"bce": F.binary_cross_entropy_with_logits(outputs, batch.targets),
+                "accuracy": ((outputs > 0).float() == batch.targets).float().mean()}
+
+
+class VerdictRatingsObjective(VerdictBCE, Objective):
     """A rating table in, binary cross-entropy of the verdict against ``score >= --hi`` (module doc)."""
 
     name = "generative"
@@ -121,12 +133,6 @@ class VerdictRatingsObjective(Objective):
         batch.targets = self.data.labels[members]
         return batch
 
-    def counts(self, batch: Batch) -> dict[str, float]:
-        return {"bce": float(len(batch.targets)), "accuracy": float(len(batch.targets))}
-
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"bce": F.binary_cross_entropy_with_logits(outputs, batch.targets),
-                "accuracy": ((outputs > 0).float() == batch.targets).float().mean()}
 
     def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         """Held-out verdict accuracy and cross-entropy of ``sigmoid(reward)``."""

@@ -14,7 +14,6 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rewardkit.config import TrainConfig
@@ -23,6 +22,7 @@ from rewardkit.evaluation.held_out import score_sharded
 from rewardkit.model.batching import Batch, BatchLayout, collate_for
 from rewardkit.model.judge import both_orders, pair_text
 from rewardkit.training.objectives.base import Evaluation, Objective, Traits
+from rewardkit.training.objectives.generative import VerdictBCE
 from rewardkit.training.objectives.parts import ComparisonData, VerdictHead
 from rewardkit.training.resume import data_fingerprint
 
@@ -72,7 +72,7 @@ def _text(response: Any) -> str:
     return response if isinstance(response, str) else "\n".join(m["content"] for m in response)
 
 
-class JudgeObjective(Objective):
+class JudgeObjective(VerdictBCE, Objective):
     """Pairs in both orders, binary cross-entropy of the verdict (see the module doc)."""
 
     name = "judge"
@@ -88,12 +88,6 @@ class JudgeObjective(Objective):
         batch.targets = self.data.labels[members]
         return batch
 
-    def counts(self, batch: Batch) -> dict[str, float]:
-        return {"bce": float(len(batch.targets)), "accuracy": float(len(batch.targets))}
-
-    def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"bce": F.binary_cross_entropy_with_logits(outputs, batch.targets),
-                "accuracy": ((outputs > 0).float() == batch.targets).float().mean()}
 
     def evaluate(self, run: Run, net: nn.Module, pad_id: int, layout: BatchLayout) -> Evaluation | None:
         if not self.data.held:
