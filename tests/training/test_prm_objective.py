@@ -157,9 +157,12 @@ def test_bad_flags_exit_2_naming_them(files: dict[str, Path], tmp_path: Path, fl
     assert message in err and "Traceback" not in err and not out.exists()
 
 
-def test_an_encoder_backbone_is_refused(files: dict[str, Path], bert_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", "--objective", "prm", "--model", str(bert_dir), "--train-data", str(files["train"])]) == 2
-    assert "--objective prm needs a decoder" in capsys.readouterr().err
+def test_an_encoder_backbone_is_refused(files: dict[str, Path], bert_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert main(["train", "--objective", "prm", "--model", str(bert_dir), "--train-data", str(files["train"]),
+                 "--output-dir", str(out)]) == 2
+    assert "--objective prm needs a decoder" in capsys.readouterr().err and not out.exists()
 
 
 def test_held_out_steps_are_the_file_s(files: dict[str, Path]) -> None:
