@@ -171,6 +171,13 @@ def _private_encode_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own empty folder: CI runs the suite right after the quickstart wrote
+    ``rewardkit-out`` into the checkout, and a default path must not meet what another run left there."""
+    monkeypatch.chdir(tmp_path)
+
+
 class OneProcessAccelerator:
     """What `rewardkit.training.loop.train_step` asks of accelerate, for one CPU process: the device, a
     no-op ``no_sync`` and ``backward`` (recorded in ``losses``)."""
