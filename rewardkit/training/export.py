@@ -69,7 +69,8 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
         raise UsageError(f"{src}: a gating run's checkpoint holds its gate, which export does not rebuild; "
                          "resume the run to its end (rewardkit train ... --resume) for the model")
     weights = checkpoint_weights(src)
-    head = {k.removeprefix("head."): weights.pop(k) for k in list(weights) if k.startswith("head.")}
+    head = {k.removeprefix("head."): weights.pop(k) for k in list(weights)  # a critique model's reward head
+            if cfg.objective == "critique" and k.startswith("head.")}
     result = model.load_state_dict(weights, strict=not cfg.lora_r)
     if cfg.lora_r:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -100,7 +101,7 @@ def _export_checkpoint(src: Path, out: Path, merge: bool) -> Path:
         save_adapter(model, tokenizer, tmp, meta)
     else:
         save_model(model, tokenizer, tmp, meta)
-    if head and cfg.objective == "critique":
+    if head:
         from safetensors.torch import save_file
 
         save_file({k: v.float().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))

@@ -119,12 +119,15 @@ class CritiqueData(Data):
         spec, tok = self.readout.spec, encoder.tokenizer
         assert spec is not None
         train, held = self._contexts(encoder, self.train), self._contexts(encoder, self.held_pairs)
-        refs = [[critique_tokens(tok, c, spec) for c in p.critiques] for p in self.train]
+        def references(pairs: list[CritiquedPair]) -> list[list[list[int]]]:
+            return [[critique_tokens(tok, c, spec) for c in p.critiques] for p in pairs]
+
+        refs = references(self.train)
         if not self.readout.reward:  # the LM stage: every reference critique after its context
-            def lm_items(encoded: list[Encoded], pairs: list[CritiquedPair]) -> list[Encoded]:
-                return [Encoded([critiqued(ctx, critique_tokens(tok, c, spec), spec)], None, len(ctx), e.truncated)
-                        for e, p in zip(encoded, pairs) for ctx, c in zip(e.input_ids, p.critiques)]
-            self.items, self.held = lm_items(train, self.train), lm_items(held, self.held_pairs)
+            def lm_items(encoded: list[Encoded], critiques: list[list[list[int]]]) -> list[Encoded]:
+                return [Encoded([critiqued(ctx, c, spec)], None, len(ctx), e.truncated)
+                        for e, cs in zip(encoded, critiques) for ctx, c in zip(e.input_ids, cs)]
+            self.items, self.held = lm_items(train, refs), lm_items(held, references(self.held_pairs))
             run.say(f"critique LM: {len(self.items)} training and {len(self.held)} held-out reference critiques; "
                     f"{self.truncated} contexts truncated to --max-length {self.cfg.max_length}")
             return
